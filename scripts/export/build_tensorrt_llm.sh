@@ -14,13 +14,22 @@
 #   --dry-run         print the plan (commands, checks, estimates) and stop; no GPU needed
 #   --json            machine-readable output (with --dry-run, --doctor, --verify)
 #   --force           rebuild even when an identical build exists
-#   --keep-staging    keep the staging dir after a successful build
+#   --keep-staging    keep the intermediate TensorRT-LLM checkpoint (checkpoint/) in the artifact
 #   --debug           trace every command (set -x with file:line:function)
 #   --doctor          check this machine against the config and exit (1 if a check fails)
 #   --verify          check a built artifact against this machine, then golden prompts
 #   -h, --help        this help
 #
-# Environment: PYTHON (default python3), TRTLLM_EXAMPLES_DIR (TensorRT-LLM's examples dir).
+# Stages: args, config, probe, preflight, plan, then (not with --dry-run) one stage per planned
+# step (convert or quantize, build), publish. Each prints one line with its duration; the tools'
+# output goes to logs/<step>.log in the staging dir .NAME.staging-<pid> beside the output, which
+# is renamed into place when complete: the output dir is either a whole artifact or absent.
+# A build whose inputs (model, config, versions, GPU, commands) match the existing build.json is
+# skipped ("up to date"); a different one over an existing output needs --force.
+# Stdout: the artifact dir (with --json: build.json; with --dry-run: the plan).
+#
+# Environment: PYTHON (default python3), TRTLLM_EXAMPLES_DIR (TensorRT-LLM's examples dir),
+#   OUTPUTS_DIR (default: outputs/ of this repository).
 # Exit codes: 0 ok, 1 a step failed, 2 bad input (nothing written).
 set -euo pipefail
 
@@ -34,6 +43,10 @@ readonly NAME_PATTERN='^[A-Za-z0-9][A-Za-z0-9._-]*$'
 
 # shellcheck source=_lib/log.sh
 source "${LIB_DIR}/log.sh"
+# shellcheck source=_lib/lock.sh
+source "${LIB_DIR}/lock.sh"
+# shellcheck source=_lib/staging.sh
+source "${LIB_DIR}/staging.sh"
 
 usage() {
   help_from_header "${BASH_SOURCE[0]}"
@@ -84,7 +97,7 @@ build_parse_args() {
 }
 
 build_doctor() {
-  local -a args=(--config "${CONFIG_FILE}" --output-dir "${OUTPUT_DIR:-${REPO_ROOT}/outputs/gpu/tensorrt_llm}")
+  local -a args=(--config "${CONFIG_FILE}" --output-dir "${OUTPUT_DIR:-${OUTPUTS_DIR}/gpu/tensorrt_llm}")
   [[ -z "${PROFILE}" ]] || args+=(--profile "${PROFILE}")
   ((JSON == 0)) || args+=(--json)
   exec "${PYTHON}" "${LIB_DIR}/doctor.py" "${args[@]}"
@@ -95,7 +108,7 @@ build_verify() {
   local -a args
   if [[ -z "${artifact}" ]]; then
     [[ -n "${NAME}" ]] || die --usage --code 2 "--verify needs --name NAME or --output DIR"
-    artifact="${REPO_ROOT}/outputs/gpu/tensorrt_llm/${NAME}"
+    artifact="${OUTPUTS_DIR}/gpu/tensorrt_llm/${NAME}"
   fi
   [[ -d "${artifact}" ]] || die --code 2 "no artifact at ${artifact}: build it first (make engine NAME=${NAME})"
   args=(--artifact "${artifact}")
@@ -103,9 +116,294 @@ build_verify() {
   exec "${PYTHON}" "${LIB_DIR}/verify.py" "${args[@]}"
 }
 
+# Set once by the stages.
+OUTPUTS_DIR="${OUTPUTS_DIR:-${REPO_ROOT}/outputs}"
+ARTIFACT_NAME=""      # NAME, or the output dir's basename
+OUTPUT_PARENT=""
+CACHE_DIR=""          # timing caches, per GPU and version (plan.py decides the layout)
+LOCK_FILE=""
+LOCK_FD=""
+WORK_DIR=""           # private temp dir for the JSON between the stages; removed on exit
+STAGING_PLANNED=""    # the staging dir this build will use (the plan's commands name it)
+STAGING=""            # set once the staging dir exists; cleared when it is published
+BUILD_ID=""
+STEP_PID=""
+CUR_STAGE=""
+STAGE_START_US=0
+declare -a STEP_NAMES=()
+
+build_now_us() { # <variable>
+  printf -v "$1" '%s' "${EPOCHREALTIME/./}"
+}
+
+build_seconds_since() { # <variable> <start in µs>: elapsed seconds with one decimal
+  local now
+  build_now_us now
+  local us=$((now - $2))
+  printf -v "$1" '%d.%d' $((us / 1000000)) $(((us / 100000) % 10))
+}
+
+# build_stage NAME [ARGS]: run build_NAME with ARGS as one stage: a status line with its
+# duration on stderr, and a NAME<TAB>SECONDS<TAB>ok line in the stages file for build.json.
+# Called plainly (never in a condition) so that errexit stays on inside the stage.
+build_stage() {
+  local name="$1" label="${2:-$1}" secs
+  CUR_STAGE="${label}"
+  build_now_us STAGE_START_US
+  "build_${name}" "${@:2}"
+  build_seconds_since secs "${STAGE_START_US}"
+  log "$(printf '%-10s ok   %6ss' "${label}" "${secs}")"
+  printf '%s\t%s\tok\n' "${label}" "${secs}" >>"${WORK_DIR}/stages.tsv"
+  CUR_STAGE=""
+}
+
+# build_py OUT SCRIPT [ARGS]: run a Python helper of _lib/ with its stdout into OUT; on failure
+# exit with its code (its own stderr line already says why; 2 means bad input).
+build_py() {
+  local out="$1" script="$2" rc=0
+  shift 2
+  [[ -f "${LIB_DIR}/${script}" ]] || die "missing helper ${LIB_DIR}/${script}"
+  "${PYTHON}" "${LIB_DIR}/${script}" "$@" >"${out}" || rc=$?
+  ((rc == 0)) || exit "${rc}"
+}
+
+build_on_exit() {
+  local rc=$? secs
+  trap - EXIT
+  if [[ -n "${STEP_PID}" ]]; then
+    kill -TERM "${STEP_PID}" 2>/dev/null || true
+    wait "${STEP_PID}" 2>/dev/null || true
+  fi
+  if ((rc != 0)) && [[ -n "${CUR_STAGE}" ]]; then
+    build_seconds_since secs "${STAGE_START_US}"
+    log "$(printf '%-10s FAILED %4ss (exit %s)' "${CUR_STAGE}" "${secs}" "${rc}")"
+  fi
+  if [[ -n "${STAGING}" && -d "${STAGING}" ]]; then
+    if ((rc == 0)); then
+      rm -rf -- "${STAGING}"
+    else
+      log "kept the staging dir for inspection: ${STAGING}"
+      log "(the next build of ${ARTIFACT_NAME} removes it; ${OUTPUT_DIR} was not touched)"
+    fi
+  fi
+  [[ -z "${WORK_DIR}" ]] || rm -rf -- "${WORK_DIR}"
+  exit "${rc}"
+}
+
+build_on_signal() { # <signal name> <number>
+  log "interrupted by SIG$1"
+  exit $((128 + $2))
+}
+
+# ---------------------------------------------------------------------------------- stages
+
+build_args() {
+  if [[ -z "${MODEL_DIR}" ]]; then
+    [[ -n "${NAME}" ]] || die --usage --code 2 "give --name NAME or --model-dir DIR"
+    MODEL_DIR="${OUTPUTS_DIR}/gpu/merged_models/${NAME}"
+  fi
+  [[ -d "${MODEL_DIR}" ]] ||
+    die --code 2 "no merged model at ${MODEL_DIR}: merge one first (make merge ADAPTER=... NAME=...) or pass --model-dir DIR"
+  [[ -f "${MODEL_DIR}/config.json" ]] ||
+    die --code 2 "${MODEL_DIR} has no config.json: not a Hugging Face model dir"
+  MODEL_DIR="$(cd -- "${MODEL_DIR}" && pwd)"
+  [[ -f "${CONFIG_FILE}" ]] || die --code 2 "config file not found: ${CONFIG_FILE}"
+  if [[ -z "${OUTPUT_DIR}" ]]; then
+    if [[ -z "${NAME}" ]]; then
+      NAME="$(basename -- "${MODEL_DIR}")"
+      [[ "${NAME}" =~ ${NAME_PATTERN} ]] ||
+        die --code 2 "cannot name the artifact after the model dir '${NAME}': give --name NAME or --output DIR"
+    fi
+    OUTPUT_DIR="${OUTPUTS_DIR}/gpu/tensorrt_llm/${NAME}"
+  fi
+  [[ "${OUTPUT_DIR}" == /* ]] || OUTPUT_DIR="${PWD}/${OUTPUT_DIR}"
+  while [[ "${OUTPUT_DIR}" == */ && "${OUTPUT_DIR}" != / ]]; do OUTPUT_DIR="${OUTPUT_DIR%/}"; done
+  ARTIFACT_NAME="${NAME:-$(basename -- "${OUTPUT_DIR}")}"
+  [[ "$(basename -- "${OUTPUT_DIR}")" =~ ${NAME_PATTERN} ]] ||
+    die --code 2 "invalid output dir name '$(basename -- "${OUTPUT_DIR}")': use letters, digits, '.', '_' and '-'"
+  [[ "${OUTPUT_DIR}" != "${MODEL_DIR}" && "${OUTPUT_DIR}/" != "${MODEL_DIR}/"* ]] ||
+    die --code 2 "the output dir ${OUTPUT_DIR} would overwrite the model it is built from"
+  OUTPUT_PARENT="$(dirname -- "${OUTPUT_DIR}")"
+  CACHE_DIR="${OUTPUT_PARENT}/.cache"
+  LOCK_FILE="${OUTPUT_PARENT}/.$(basename -- "${OUTPUT_DIR}").lock"
+  STAGING_PLANNED="$(staging_path "${OUTPUT_DIR}")"
+}
+
+build_config() {
+  local -a args=(--config "${CONFIG_FILE}")
+  [[ -z "${PROFILE}" ]] || args+=(--profile "${PROFILE}")
+  build_py "${WORK_DIR}/config.json" build_config.py "${args[@]}"
+}
+
+build_probe() {
+  build_py "${WORK_DIR}/facts.json" probe.py --output-dir "${OUTPUT_PARENT}"
+}
+
+build_preflight() {
+  local -a missing=()
+  local program
+  if ((DRY_RUN == 0)); then
+    for program in flock mv tail; do
+      command -v "${program}" >/dev/null || missing+=("${program}")
+    done
+    ((${#missing[@]} == 0)) || die --code 2 "missing programs on PATH: ${missing[*]}"
+  fi
+  build_py /dev/null publish.py check --model-dir "${MODEL_DIR}"
+}
+
+build_plan() {
+  build_py "${WORK_DIR}/plan.json" plan.py --config-json "${WORK_DIR}/config.json" \
+    --facts-json "${WORK_DIR}/facts.json" --model-dir "${MODEL_DIR}" \
+    --staging "${STAGING_PLANNED}" --cache-dir "${CACHE_DIR}"
+  ((DRY_RUN == 0)) || return 0
+  build_resolve_steps
+}
+
+# build_resolve_steps: every planned command as an argv file in WORK_DIR, each program found
+# and each script present, before anything runs (a missing tool fails now, not after an hour).
+build_resolve_steps() {
+  local names name
+  local -a argv
+  names="$("${PYTHON}" "${LIB_DIR}/manifest.py" steps --plan "${WORK_DIR}/plan.json")" || exit $?
+  STEP_NAMES=()
+  [[ -z "${names}" ]] || mapfile -t STEP_NAMES <<<"${names}"
+  for name in "${STEP_NAMES[@]}"; do
+    "${PYTHON}" "${LIB_DIR}/plan.py" argv --plan "${WORK_DIR}/plan.json" --step "${name}" \
+      >"${WORK_DIR}/argv.${name}" || exit $?
+    mapfile -d '' -t argv <"${WORK_DIR}/argv.${name}"
+    ((${#argv[@]} > 0)) || die "the plan has no command for step ${name}"
+    command -v -- "${argv[0]}" >/dev/null ||
+      die --code 2 "step ${name} needs ${argv[0]}, which is not on PATH: run inside the TensorRT-LLM container (make doctor checks it)"
+    if [[ "${argv[1]:-}" == *.py && ! -f "${argv[1]}" ]]; then
+      die --code 2 "step ${name} needs ${argv[1]}, which does not exist: set TRTLLM_EXAMPLES_DIR to TensorRT-LLM's examples dir (/app/tensorrt_llm/examples in NVIDIA's container)"
+    fi
+  done
+}
+
+build_show_plan() {
+  if ((JSON)); then
+    cat -- "${WORK_DIR}/plan.json"
+  else
+    "${PYTHON}" "${LIB_DIR}/plan.py" show --plan "${WORK_DIR}/plan.json"
+  fi
+  log "dry run: nothing was written; the artifact would go to ${OUTPUT_DIR}"
+}
+
+build_print_result() {
+  if ((JSON)); then
+    cat -- "${OUTPUT_DIR}/build.json"
+  else
+    printf '%s\n' "${OUTPUT_DIR}"
+  fi
+}
+
+# build_identity: the build_id, then the lock, then whether the output already holds this build.
+build_identity() {
+  local status rc=0
+  BUILD_ID="$("${PYTHON}" "${LIB_DIR}/manifest.py" inputs --config-json "${WORK_DIR}/config.json" \
+    --facts-json "${WORK_DIR}/facts.json" --plan-json "${WORK_DIR}/plan.json" \
+    --model-dir "${MODEL_DIR}" --staging "${STAGING_PLANNED}" --cache-dir "${CACHE_DIR}" \
+    --out "${WORK_DIR}/inputs.json")" || exit $?
+  mkdir -p -- "${OUTPUT_PARENT}" || die "cannot create ${OUTPUT_PARENT}"
+  lock_acquire "${LOCK_FILE}" LOCK_FD || rc=$?
+  case "${rc}" in
+    0) ;;
+    1) die "another build of ${OUTPUT_DIR} is running (pid $(lock_holder "${LOCK_FILE}")); wait for it to finish or stop that process" ;;
+    *) die "cannot open the lock file ${LOCK_FILE}" ;;
+  esac
+  status="$("${PYTHON}" "${LIB_DIR}/manifest.py" status --output "${OUTPUT_DIR}" --build-id "${BUILD_ID}")" || exit $?
+  case "${status}" in
+    absent) ;;
+    same)
+      if ((FORCE == 0)); then
+        log "up to date: ${OUTPUT_DIR} already holds build ${BUILD_ID:0:19} (--force rebuilds)"
+        CUR_STAGE=""
+        build_print_result
+        exit 0
+      fi
+      ;;
+    different)
+      ((FORCE)) || die --code 2 "${OUTPUT_DIR} holds a different build (other model, config or versions): rerun with --force to replace it, or choose another --name/--output"
+      ;;
+    *)
+      ((FORCE)) || die --code 2 "${OUTPUT_DIR} exists but has no build.json (not made by this tool): move it away or rerun with --force to replace it"
+      ;;
+  esac
+}
+
+build_staging() {
+  staging_clear_stale "${OUTPUT_DIR}"
+  mkdir -p -- "${STAGING_PLANNED}/logs"
+  STAGING="${STAGING_PLANNED}"
+  cp -- "${WORK_DIR}/config.json" "${STAGING}/logs/resolved_config.json"
+  cp -- "${WORK_DIR}/facts.json" "${STAGING}/logs/facts.json"
+  cp -- "${WORK_DIR}/plan.json" "${STAGING}/logs/plan.json"
+}
+
+# build_step NAME: run one planned command in the staging dir, its output in logs/NAME.log.
+build_step() {
+  local name="$1" log="${STAGING}/logs/$1.log" rc=0
+  local -a argv
+  mapfile -d '' -t argv <"${WORK_DIR}/argv.${name}"
+  printf '$ %s\n' "${argv[*]@Q}" >"${log}"
+  log "$(printf '%-10s ... (log: %s)' "${name}" "${log}")"
+  (cd -- "${STAGING}" && exec "${PYTHON}" "${LIB_DIR}/run_step.py" --log "${log}" \
+    --stats "${STAGING}/logs/${name}.stats.json" -- "${argv[@]}") {LOCK_FD}>&- &
+  STEP_PID=$!
+  wait "${STEP_PID}" || rc=$?
+  STEP_PID=""
+  ((rc == 0)) || build_step_failed "${name}" "${log}" "${rc}"
+}
+
+build_step_failed() { # <step> <log> <exit code>
+  local name="$1" log="$2" rc="$3" hint=""
+  log "step ${name} failed with exit code ${rc}; its log: ${log}"
+  printf -- '---- last 20 lines of %s ----\n' "${log}" >&2
+  tail -n 20 -- "${log}" >&2 || true
+  printf -- '----\n' >&2
+  if hint="$("${PYTHON}" "${LIB_DIR}/hints.py" --log "${log}" --exit-code "${rc}" --step "${name}")"; then
+    log "hint: ${hint}"
+  else
+    log "hint: no known error signature; read the log above (and make doctor for the environment)"
+  fi
+  exit 1
+}
+
+build_publish() {
+  local -a args=(run --staging "${STAGING}" --model-dir "${MODEL_DIR}" --name "${ARTIFACT_NAME}"
+    --config-json "${WORK_DIR}/config.json" --facts-json "${WORK_DIR}/facts.json"
+    --plan-json "${WORK_DIR}/plan.json" --inputs-json "${WORK_DIR}/inputs.json"
+    --stages-file "${WORK_DIR}/stages.tsv")
+  ((KEEP_STAGING == 0)) || args+=(--keep-checkpoint)
+  build_py /dev/null publish.py "${args[@]}"
+  staging_swap "${STAGING}" "${OUTPUT_DIR}" || die "could not move ${STAGING} to ${OUTPUT_DIR}"
+  STAGING=""
+}
+
 build_main() {
-  log "model=${MODEL_DIR:-outputs/gpu/merged_models/${NAME}} dry_run=${DRY_RUN} force=${FORCE} keep_staging=${KEEP_STAGING}"
-  die --code 1 "the build stages are not wired yet"
+  local name
+  WORK_DIR="$(mktemp -d "${TMPDIR:-/tmp}/build_tensorrt_llm.XXXXXX")"
+  trap build_on_exit EXIT
+  trap 'build_on_signal INT 2' INT
+  trap 'build_on_signal TERM 15' TERM
+  : >"${WORK_DIR}/stages.tsv"
+  build_stage args
+  build_stage config
+  build_stage probe
+  build_stage preflight
+  build_stage plan
+  if ((DRY_RUN)); then
+    build_show_plan
+    return 0
+  fi
+  build_stage identity
+  build_stage staging
+  for name in "${STEP_NAMES[@]}"; do
+    build_stage step "${name}"
+  done
+  build_stage publish
+  log "published ${OUTPUT_DIR} (build ${BUILD_ID:0:19}); serve it with ${OUTPUT_DIR}/serve.sh"
+  build_print_result
 }
 
 main() {

@@ -1,0 +1,50 @@
+# Staging dirs: a build writes into <parent>/.<name>.staging-<pid> next to its output dir and
+# renames it into place when complete. Sourced; defines functions only.
+# shellcheck shell=bash
+
+# staging_path OUTPUT [PID]: print the staging dir of OUTPUT for PID (default: this shell).
+staging_path() {
+  local output="$1" pid="${2:-$$}"
+  printf '%s/.%s.staging-%s\n' "$(dirname "${output}")" "$(basename "${output}")" "${pid}"
+}
+
+# staging_pid_alive PID: whether a process with that pid exists (ours or another user's).
+staging_pid_alive() {
+  local pid="$1"
+  [[ "${pid}" =~ ^[0-9]+$ ]] || return 1
+  kill -0 "${pid}" 2>/dev/null || [[ -d "/proc/${pid}" ]]
+}
+
+# staging_clear_stale OUTPUT: remove the staging dirs of OUTPUT left by processes that are gone
+# (a failed build keeps its staging dir for inspection; a killed one could not clean up).
+# Call it while holding OUTPUT's lock. Prints one line per removed dir on stderr.
+staging_clear_stale() {
+  local output="$1" dir pid
+  local pattern
+  pattern="$(dirname "${output}")/.$(basename "${output}").staging-"
+  for dir in "${pattern}"* "$(dirname "${output}")/.$(basename "${output}").old-"*; do
+    [[ -d "${dir}" ]] || continue
+    pid="${dir##*-}"
+    if [[ "${pid}" == "$$" ]] || staging_pid_alive "${pid}"; then
+      continue
+    fi
+    printf '%s: removing stale %s (its build, pid %s, is gone)\n' \
+      "${PROG:-build_tensorrt_llm}" "${dir}" "${pid}" >&2
+    rm -rf -- "${dir}"
+  done
+}
+
+# staging_swap STAGING OUTPUT: put STAGING in OUTPUT's place. A new OUTPUT is one rename; an
+# existing one (--force) is renamed aside first and removed after, so OUTPUT is always either
+# a complete artifact or absent, never a mix.
+staging_swap() {
+  local staging="$1" output="$2" old
+  if [[ -e "${output}" ]]; then
+    old="$(dirname "${output}")/.$(basename "${output}").old-$$"
+    mv -T -- "${output}" "${old}" || return 1
+    mv -T -- "${staging}" "${output}" || return 1
+    rm -rf -- "${old}"
+  else
+    mv -T -- "${staging}" "${output}" || return 1
+  fi
+}
