@@ -438,7 +438,7 @@ def estimate(
             "tp_size": st["tp"],
             "pp_size": st["pp"],
             "world_size": world,
-        },  # fmt: skip
+        },
         "gpu": {"name": gpu.get("name"), "memory_bytes": mem},
         "weights_bytes_per_gpu": weights["per_gpu"],
         "weights_bytes_all_ranks": weights["all_ranks"],
@@ -519,7 +519,7 @@ def main(argv: list[str] | None = None) -> int:
             "max_num_tokens": args.max_num_tokens,
             "max_seq_len": args.max_seq_len,
             "max_batch_size": args.max_batch_size,
-        },  # fmt: skip
+        },
     }
     try:
         model_config = json.loads((Path(args.model_dir) / "config.json").read_text("utf-8"))

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Model family detection: a Hugging Face config.json -> the TensorRT-LLM convert script and dialect.
+"""Model family detection: Hugging Face config.json -> TensorRT-LLM convert script and dialect.
 
 Usage:
   family.py --model-dir DIR --trtllm-version V     prints the family as JSON
@@ -136,7 +136,7 @@ def _glm_version(model_config: dict) -> tuple[list[str], list[str]]:
         return ["--chatglm_version", "glm4"], []
     if "chatglm2" in name:
         return ["--chatglm_version", "chatglm2"], []
-    note = "chatglm version guessed as chatglm3 (config.json does not say; chatglm2 has the same shape)"
+    note = "chatglm version guessed as chatglm3 (config.json does not say; chatglm2 looks the same)"
     return ["--chatglm_version", "chatglm3"], [note]
 
 
