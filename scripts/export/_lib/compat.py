@@ -355,7 +355,7 @@ def _check_gpus(cfg: dict, facts: dict, require_machine: bool) -> list[Check]:
         )
         # Precision against the target GPUs: the config must at least be consistent.
         for t in targets:
-            out += _precision(cfg, t["name"], t["compute_capability"], "target")
+            out += _precision(cfg, facts, t["name"], t["compute_capability"], "target")
         return out
     names = sorted({d["name"] for d in devices})
     out.append(_check("gpu_present", "pass", f"{len(devices)} x {', '.join(names)}"))
@@ -401,7 +401,7 @@ def _check_gpus(cfg: dict, facts: dict, require_machine: bool) -> list[Check]:
             )
         )
     first = devices[0]
-    out += _precision(cfg, first["name"], first["compute_capability"], "detected")
+    out += _precision(cfg, facts, first["name"], first["compute_capability"], "detected")
     out += _check_target_vs_detected(cfg, first)
     low_free = [
         d
@@ -425,15 +425,15 @@ def _check_gpus(cfg: dict, facts: dict, require_machine: bool) -> list[Check]:
     return out
 
 
-def _precision(cfg: dict, name: str, cc_text: str, source: str) -> list[Check]:
+def _precision(cfg: dict, facts: dict, name: str, cc_text: str, source: str) -> list[Check]:
     cc = _cc(cc_text)
     if cc is None:
         return [_check("gpu_precision", "skip", f"compute capability of {name} unknown")]
     out = []
-    installed = cfg["target"]["trtllm_version"]
+    version, _ = effective_trtllm(cfg, facts)
     floor = None
     for row in tables()["trtllm_min_cc"]:
-        v = parse_version(installed)
+        v = parse_version(version)
         if v is not None and v >= Version(row["since"]):
             floor = row
             break
@@ -676,3 +676,53 @@ def _check_calibration(cfg: dict) -> list[Check]:
             )
         ]
     return [_check("calibration", "pass", f"calibration data {dataset}")]
+
+
+def torch_checks(config: Any, facts: dict) -> list[Check]:
+    """torch's CUDA build and GPU access (facts from probe.py --torch)."""
+    cfg = _config_body(config)
+    tc = facts.get("torch_cuda") or {}
+    if tc.get("status") in (None, "skipped"):
+        return [_check("torch_cuda", "skip", "torch not imported (doctor --torch checks it)")]
+    if tc.get("status") != "ok":
+        return [
+            _check(
+                "torch_cuda",
+                "fail",
+                f"import torch failed: {tc.get('detail')}",
+                "an undefined symbol means torch and TensorRT-LLM come from different builds: "
+                "use the torch of NVIDIA's TensorRT-LLM container",
+            )
+        ]
+    version, _ = effective_trtllm(cfg, facts)
+    need = (stack_for(version) or {}).get("cuda")
+    have = tc.get("cuda")
+    if have is None:
+        return [
+            _check(
+                "torch_cuda",
+                "fail",
+                f"torch {tc.get('version')} is a CPU-only build",
+                "install the CUDA build of torch that TensorRT-LLM pins (or use its container)",
+            )
+        ]
+    if need and have.split(".")[0] != need.split(".")[0]:
+        return [
+            _check(
+                "torch_cuda",
+                "fail",
+                f"torch is built for CUDA {have}, TensorRT-LLM {release_line(version)} for CUDA "
+                f"{need.split('.')[0]}.x",
+                f"install a torch built for CUDA {need.split('.')[0]} (or use the container)",
+            )
+        ]
+    if not tc.get("available"):
+        return [
+            _check(
+                "torch_cuda",
+                "fail",
+                f"torch (CUDA {have}) cannot reach a GPU",
+                "check the driver and CUDA_VISIBLE_DEVICES; in docker pass --gpus all",
+            )
+        ]
+    return [_check("torch_cuda", "pass", f"torch CUDA {have}, {tc.get('device_count')} GPU(s)")]

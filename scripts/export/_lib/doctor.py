@@ -1,0 +1,168 @@
+"""Check this machine against the build config: a table of facts and checks, one mark each.
+
+Usage:
+  doctor.py [--config FILE] [--profile P] [--output-dir DIR] [--json] [--torch]
+
+Loads and validates the config, probes the machine (probe.py) and runs the compatibility checks
+(compat.py) in-process. Stdout: the table, or with --json one document
+{"schema_version", "ok", "config", "facts", "checks", "summary"}.
+Exit 0 when no check fails (warnings allowed), 1 when one fails, 2 on a bad config.
+--torch also imports torch to check its CUDA build (adds seconds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import build_config
+import compat
+import probe
+
+SCHEMA_VERSION = 1
+REPO_ROOT = Path(__file__).resolve().parents[3]
+DEFAULT_CONFIG = "configs/export/tensorrt_llm.yaml"
+MARKS = {"pass": "[ok]  ", "warn": "[warn]", "fail": "[FAIL]", "skip": "[skip]"}
+
+
+def _gib(n: int | None) -> str:
+    return f"{n / 2**30:.0f} GiB" if n is not None else "unknown"
+
+
+def fact_rows(facts: dict) -> list[tuple[str, str]]:
+    """(label, value) lines of the facts table."""
+    gpu = facts["gpu"]
+    rows: list[tuple[str, str]] = []
+    if gpu["status"] == "ok":
+        for d in gpu["devices"]:
+            mig = f", MIG {d['mig_mode']}" if d.get("mig_mode") not in (None, "N/A") else ""
+            rows.append(
+                (
+                    f"GPU {d['index']}",
+                    f"{d['name']} (compute {d['compute_capability']}, {d['memory_total_mib']} MiB, "
+                    f"{d['memory_free_mib']} MiB free{mig})",
+                )
+            )
+        cuda = gpu.get("cuda_driver_version")
+        rows.append(
+            ("driver", f"{gpu['driver_version']}" + (f", supports CUDA {cuda}" if cuda else ""))
+        )
+    else:
+        rows.append(("GPU", f"{gpu['status']}: {gpu.get('detail')}"))
+    runtime = facts.get("cuda_runtime")
+    source = facts.get("cuda_runtime_source")
+    rows.append(
+        (
+            "CUDA runtime",
+            f"{runtime} ({source})" if runtime else "absent (no CUDA_VERSION, no nvcc)",
+        )
+    )
+    py = facts["python"]
+    rows.append(("Python", f"{py['version']}  {py['executable']}"))
+    for name, version in facts["packages"].items():
+        rows.append((name, version or "absent"))
+    tc = facts.get("torch_cuda") or {}
+    if tc.get("status") == "ok":
+        rows.append(("torch CUDA", f"{tc.get('cuda')}, GPU available: {tc.get('available')}"))
+    elif tc.get("status") in {"error", "absent"}:
+        rows.append(("torch CUDA", f"{tc['status']}: {tc.get('detail')}"))
+    for name, path in facts["programs"].items():
+        if name != "nvidia-smi":
+            rows.append((name, path or "absent"))
+    mpi = facts.get("mpi") or {}
+    rows.append(("MPI", mpi.get("version") or mpi.get("status", "absent")))
+    disk = facts.get("disk") or {}
+    rows.append(("disk", f"{_gib(disk.get('free_bytes'))} free at {disk.get('path')}"))
+    mem = facts.get("memory") or {}
+    rows.append(
+        (
+            "host RAM",
+            f"{_gib(mem.get('available_bytes'))} available of {_gib(mem.get('total_bytes'))}",
+        )
+    )
+    return rows
+
+
+def render(doc: dict, facts: dict, checks: list[dict]) -> str:
+    cfg = doc["config"]
+    target = cfg["target"]
+    gpus = ", ".join(
+        f"{g['name']} ({g['compute_capability']}, {g['memory_gib']:g} GiB)" for g in target["gpus"]
+    )
+    lines = [
+        f"TensorRT-LLM doctor: {doc['source']}"
+        + (f" --profile {doc['profile']}" if doc["profile"] else ""),
+        f"  plan: backend {cfg['backend']}, TensorRT-LLM {target['trtllm_version']}, {gpus}, "
+        f"dtype {cfg['dtype']}, quantization {cfg['quantization']['mode']}, "
+        f"tp {cfg['parallel']['tp_size']} x pp {cfg['parallel']['pp_size']}",
+        "",
+        "Facts",
+    ]
+    rows = fact_rows(facts)
+    width = max(len(label) for label, _ in rows)
+    lines += [f"  {label:<{width}}  {value}" for label, value in rows]
+    lines += ["", "Checks"]
+    id_width = max((len(c["id"]) for c in checks), default=0)
+    for c in checks:
+        lines.append(f"  {MARKS[c['status']]} {c['id']:<{id_width}}  {c['message']}")
+        if c["status"] in {"fail", "warn"} and c.get("fix"):
+            lines.append(f"  {'':6} {'':<{id_width}}  fix: {c['fix']}")
+    counts = summary(checks)
+    lines += [
+        "",
+        f"{counts['fail']} failed, {counts['warn']} warning(s), {counts['pass']} passed, "
+        f"{counts['skip']} skipped",
+    ]
+    return "\n".join(lines)
+
+
+def summary(checks: list[dict]) -> dict[str, int]:
+    out = {"pass": 0, "warn": 0, "fail": 0, "skip": 0}
+    for c in checks:
+        out[c["status"]] += 1
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="doctor.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", help=f"build config (default {DEFAULT_CONFIG})")
+    parser.add_argument("--profile", help="named profile of the config")
+    parser.add_argument("--output-dir", default=probe.DEFAULT_OUTPUT_DIR, help="for the disk check")
+    parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
+    parser.add_argument("--torch", action="store_true", help="import torch to check its CUDA")
+    args = parser.parse_args(argv)
+    config = args.config
+    if config is None:
+        config = (
+            DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else str(REPO_ROOT / DEFAULT_CONFIG)
+        )
+    try:
+        doc = build_config.resolve(config, args.profile)
+    except build_config.ConfigError as exc:
+        for issue in exc.issues:
+            print(f"doctor: config error: {issue.render(exc.source)}", file=sys.stderr)
+        return exc.code
+    facts = probe.collect(args.output_dir, with_torch=args.torch)
+    checks = compat.run_checks(doc, facts)
+    if args.torch:
+        checks += compat.torch_checks(doc, facts)
+    counts = summary(checks)
+    if args.json:
+        out = {
+            "schema_version": SCHEMA_VERSION,
+            "ok": counts["fail"] == 0,
+            "config": doc,
+            "facts": facts,
+            "checks": checks,
+            "summary": counts,
+        }
+        print(json.dumps(out, indent=2))
+    else:
+        print(render(doc, facts, checks))
+    return 1 if counts["fail"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
