@@ -109,15 +109,25 @@ def _copy_tokenizer(tokenizer_dir: Path, checkpoint: Path) -> list[str]:
 def serve_argv(options: dict) -> list[str]:
     """The launch command as argv, paths relative to the bundle dir."""
     return [
-        "trtllm-serve", "checkpoint", "--backend", "pytorch",
-        "--extra_llm_api_options", "llm_api_options.yaml",
-        "--tp_size", str(options["tensor_parallel_size"]),
-        "--pp_size", str(options["pipeline_parallel_size"]),
-        "--max_batch_size", str(options["max_batch_size"]),
-        "--max_num_tokens", str(options["max_num_tokens"]),
-        "--max_seq_len", str(options["max_seq_len"]),
-        "--kv_cache_free_gpu_memory_fraction", str(options["kv_cache_config"]["free_gpu_memory_fraction"]),
-    ]  # fmt: skip
+        "trtllm-serve",
+        "checkpoint",
+        "--backend",
+        "pytorch",
+        "--extra_llm_api_options",
+        "llm_api_options.yaml",
+        "--tp_size",
+        str(options["tensor_parallel_size"]),
+        "--pp_size",
+        str(options["pipeline_parallel_size"]),
+        "--max_batch_size",
+        str(options["max_batch_size"]),
+        "--max_num_tokens",
+        str(options["max_num_tokens"]),
+        "--max_seq_len",
+        str(options["max_seq_len"]),
+        "--kv_cache_free_gpu_memory_fraction",
+        str(options["kv_cache_config"]["free_gpu_memory_fraction"]),
+    ]
 
 
 def publish_bundle(

@@ -53,7 +53,7 @@ def version_key(version: str) -> tuple[int, ...]:
     if not match:
         raise OptionsError(f"not a TensorRT-LLM version: {version!r}")
     parts = tuple(int(p) for p in match.group(1).split("."))
-    return (parts + (0, 0, 0))[:3]
+    return ((*parts, 0, 0, 0))[:3]
 
 
 def _records(record_dir: Path) -> list[tuple[tuple[int, ...], Path]]:
@@ -218,7 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     if args.check:
         print(
-            f"{prog}: {args.check}: {len(options)} keys valid for TensorRT-LLM {record['record_line']}",
+            f"{prog}: {args.check}: {len(options)} keys valid for TensorRT-LLM "
+            f"{record['record_line']}",
             file=sys.stderr,
         )
         return 0

@@ -129,9 +129,15 @@ def _dir_bytes(path: Path) -> int:
 
 def quantize(args: argparse.Namespace) -> dict:
     """Load, calibrate, quantize, export. Returns the report."""
-    report: dict = {"schema_version": SCHEMA_VERSION, "qformat": args.qformat, "kv_cache_dtype": args.kv_cache_dtype,
-                    "export": args.export, "model_dir": str(args.model_dir), "output_dir": str(args.output_dir),
-                    "durations_s": {}}  # fmt: skip
+    report: dict = {
+        "schema_version": SCHEMA_VERSION,
+        "qformat": args.qformat,
+        "kv_cache_dtype": args.kv_cache_dtype,
+        "export": args.export,
+        "model_dir": str(args.model_dir),
+        "output_dir": str(args.output_dir),
+        "durations_s": {},
+    }
     started = time.monotonic()
     samples = read_calibration(args.calib_data, args.calib_size)
     try:
@@ -164,8 +170,12 @@ def quantize(args: argparse.Namespace) -> dict:
         ).input_ids
         for text in samples
     ]
-    report["calibration"] = {"file": str(args.calib_data), "samples": len(batches),
-                             "tokens": int(sum(b.shape[1] for b in batches)), "max_seq_len": args.calib_max_seq_len}  # fmt: skip
+    report["calibration"] = {
+        "file": str(args.calib_data),
+        "samples": len(batches),
+        "tokens": int(sum(b.shape[1] for b in batches)),
+        "max_seq_len": args.calib_max_seq_len,
+    }
 
     def forward_loop(m) -> None:
         step = max(1, len(batches) // 10)
@@ -237,15 +247,29 @@ def check_layout(export_dir: Path, qformat: str, kv_cache_dtype: str = "none") -
     config_path = export_dir / "config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     qc = config.get("quantization_config") or {}
-    _check(checks, "config_quantization", qc.get("quant_method") == "modelopt" and qc.get("quant_algo") == want_algo,
-           f"config.json quantization_config: quant_method={qc.get('quant_method')!r} quant_algo={qc.get('quant_algo')!r} (want 'modelopt', {want_algo!r})")  # fmt: skip
+    _check(
+        checks,
+        "config_quantization",
+        qc.get("quant_method") == "modelopt" and qc.get("quant_algo") == want_algo,
+        f"config.json quantization_config: quant_method={qc.get('quant_method')!r} "
+        f"quant_algo={qc.get('quant_algo')!r} (want 'modelopt', {want_algo!r})",
+    )
     hf_path = export_dir / "hf_quant_config.json"
     hfq = json.loads(hf_path.read_text()).get("quantization", {}) if hf_path.is_file() else {}
-    _check(checks, "hf_quant_config", hfq.get("quant_algo") == want_algo,
-           f"hf_quant_config.json quant_algo={hfq.get('quant_algo')!r} (want {want_algo!r})")  # fmt: skip
+    _check(
+        checks,
+        "hf_quant_config",
+        hfq.get("quant_algo") == want_algo,
+        f"hf_quant_config.json quant_algo={hfq.get('quant_algo')!r} (want {want_algo!r})",
+    )
     want_kv = "FP8" if kv_cache_dtype == "fp8" else None
-    _check(checks, "kv_cache_quant_algo", hfq.get("kv_cache_quant_algo") == want_kv,
-           f"hf_quant_config.json kv_cache_quant_algo={hfq.get('kv_cache_quant_algo')!r} (want {want_kv!r})")  # fmt: skip
+    _check(
+        checks,
+        "kv_cache_quant_algo",
+        hfq.get("kv_cache_quant_algo") == want_kv,
+        f"hf_quant_config.json kv_cache_quant_algo={hfq.get('kv_cache_quant_algo')!r} "
+        f"(want {want_kv!r})",
+    )
 
     tensors: dict[str, dict] = {}
     files = sorted(export_dir.glob("*.safetensors"))
@@ -269,22 +293,42 @@ def check_layout(export_dir: Path, qformat: str, kv_cache_dtype: str = "none") -
         )
         need = ["weight_scale", "input_scale"] + (["weight_scale_2"] if qformat == "nvfp4" else [])
         missing = [f"{m}.{s}" for m in quantized for s in need if f"{m}.{s}" not in tensors]
-        _check(checks, "weight_scales", bool(quantized) and not missing,
-               "every quantized weight has " + "/".join(need) if not missing else f"missing scales: {', '.join(missing[:5])}")  # fmt: skip
+        _check(
+            checks,
+            "weight_scales",
+            bool(quantized) and not missing,
+            "every quantized weight has " + "/".join(need)
+            if not missing
+            else f"missing scales: {', '.join(missing[:5])}",
+        )
         if qformat == "fp8":
             bad = [
                 f"{m}.weight_scale"
                 for m in quantized
                 if tensors.get(f"{m}.weight_scale", {}).get("dtype") not in ("F32", "BF16", "F16")
             ]
-            _check(checks, "scale_dtype", not bad, "per-tensor scales are float" if not bad else f"non-float scales: {', '.join(bad[:5])}")  # fmt: skip
+            _check(
+                checks,
+                "scale_dtype",
+                not bad,
+                "per-tensor scales are float"
+                if not bad
+                else f"non-float scales: {', '.join(bad[:5])}",
+            )
         else:
             bad = [
                 f"{m}.weight_scale"
                 for m in quantized
                 if tensors.get(f"{m}.weight_scale", {}).get("dtype") != "F8_E4M3"
             ]
-            _check(checks, "scale_dtype", not bad, "block scales are FP8 E4M3" if not bad else f"non-FP8 block scales: {', '.join(bad[:5])}")  # fmt: skip
+            _check(
+                checks,
+                "scale_dtype",
+                not bad,
+                "block scales are FP8 E4M3"
+                if not bad
+                else f"non-FP8 block scales: {', '.join(bad[:5])}",
+            )
         head = [m for m in quantized if m.endswith("lm_head")]
         _check(
             checks,
@@ -318,8 +362,18 @@ def _check_layout_main(argv: list[str]) -> int:
         return getattr(exc, "code", 1)
     failed = [c for c in checks if c["status"] == "fail"]
     if args.json:
-        print(json.dumps({"schema_version": SCHEMA_VERSION, "dir": str(args.dir), "qformat": args.qformat,
-                          "ok": not failed, "checks": checks}, indent=2))  # fmt: skip
+        print(
+            json.dumps(
+                {
+                    "schema_version": SCHEMA_VERSION,
+                    "dir": str(args.dir),
+                    "qformat": args.qformat,
+                    "ok": not failed,
+                    "checks": checks,
+                },
+                indent=2,
+            )
+        )
     else:
         for c in checks:
             print(f"{c['status']:<5} {c['id']:<22} {c['message']}")
@@ -353,7 +407,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise QuantizeError(f"--{name.replace('_', '-')} must be at least 1")
         if args.export == "hf" and (args.tp_size, args.pp_size) != (1, 1):
             status(
-                "note: --export hf writes one unsharded checkpoint; trtllm-serve shards it at load time"
+                "note: --export hf writes one unsharded checkpoint; "
+                "trtllm-serve shards it at load time"
             )
         report = quantize(args)
     except QuantizeError as exc:

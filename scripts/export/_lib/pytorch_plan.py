@@ -63,18 +63,29 @@ def plan_steps(config: dict, facts: dict, model_dir: Path | str, staging: Path |
     argv = [
         _python(facts),
         str(QUANTIZE_SCRIPT),
-        "--model-dir", str(model_dir),
-        "--output-dir", str(output),
-        "--qformat", mode,
-        "--kv-cache-dtype", "fp8" if kv == "fp8" else "none",
-        "--calib-data", str(dataset),
-        "--calib-size", str(int(calib.get("num_samples", 512))),
-        "--calib-max-seq-len", str(int(calib.get("max_seq_len", 512))),
-        "--export", "hf",
-        "--tp-size", str(int(parallel.get("tp_size", 1))),
-        "--pp-size", str(int(parallel.get("pp_size", 1))),
-        "--dtype", config.get("dtype", "auto"),
-    ]  # fmt: skip
+        "--model-dir",
+        str(model_dir),
+        "--output-dir",
+        str(output),
+        "--qformat",
+        mode,
+        "--kv-cache-dtype",
+        "fp8" if kv == "fp8" else "none",
+        "--calib-data",
+        str(dataset),
+        "--calib-size",
+        str(int(calib.get("num_samples", 512))),
+        "--calib-max-seq-len",
+        str(int(calib.get("max_seq_len", 512))),
+        "--export",
+        "hf",
+        "--tp-size",
+        str(int(parallel.get("tp_size", 1))),
+        "--pp-size",
+        str(int(parallel.get("pp_size", 1))),
+        "--dtype",
+        config.get("dtype", "auto"),
+    ]
     return [{"name": "quantize", "argv": argv, "log": "quantize.log", "output": str(output)}]
 
 
@@ -99,7 +110,8 @@ def gpu_checks(config: dict, compute_capability: str | None) -> list[dict]:
             {
                 "id": "modelopt_gpu",
                 "status": "fail",
-                "message": f"{mode} needs compute capability {need[0]}.{need[1]}+, this GPU is {compute_capability}",
+                "message": f"{mode} needs compute capability {need[0]}.{need[1]}+, "
+                f"this GPU is {compute_capability}",
                 "fix": "quantization.mode: none, or a newer GPU",
             }
         ]

@@ -7,18 +7,19 @@ Usage:
 
 Reads DIR/build.json (either backend) and checks, one verdict line each (pass/warn/fail/skip):
   manifest        build.json readable, schema_version 1
-  artifact        the files the backend needs (engines per rank, or checkpoint/ + options + serve.sh)
+  artifact        the files the backend needs (engines per rank, or checkpoint/, options, serve.sh)
   trtllm_version  installed TensorRT-LLM vs the manifest (engines: exact; pytorch: same line, and
                   the options YAML valid for the installed version's LLM-API record)
   tensorrt        installed TensorRT vs the manifest (engines only; pytorch: skip, not used)
   gpu_arch        this GPU's compute capability (engines: the one built for; pytorch: what the
                   checkpoint's quantization needs)
   gpu_count       visible GPUs >= tp*pp
-  driver          CUDA version this driver supports vs the build's CUDA runtime, else driver vs driver
-  golden          where TensorRT-LLM and a GPU are present and nothing above failed: greedy tokens of
-                  the artifact (tensorrt_llm.LLM) vs the merged HF model (transformers) on prompts
-                  from --prompts (.txt one per line, or .jsonl with "prompt"/"text"; default: four
-                  built-in prompts); a prompt passes when its first --min-match tokens agree
+  driver          CUDA this driver supports vs the build's CUDA runtime, else driver vs driver
+  golden          where TensorRT-LLM and a GPU are present and nothing above failed: greedy tokens
+                  of the artifact (tensorrt_llm.LLM) vs the merged HF model (transformers) on
+                  prompts from --prompts (.txt one per line, or .jsonl with "prompt"/"text";
+                  default: four built-in prompts); a prompt passes when its first --min-match
+                  tokens agree
 Where a check cannot run it says "skip" and why; it never passes what it did not check.
 The report is written into build.json under "verification" (atomically).
 
@@ -87,7 +88,7 @@ def read_facts() -> dict:
             "tensorrt": _package("tensorrt")
             or _package("tensorrt-cu12")
             or _package("tensorrt_cu13"),
-        },  # fmt: skip
+        },
         "gpu": {"status": "absent", "devices": []},
     }
     smi = shutil.which("nvidia-smi")
@@ -95,8 +96,13 @@ def read_facts() -> dict:
         facts["gpu"]["detail"] = "nvidia-smi not on PATH"
         return facts
     try:
-        out = subprocess.run([smi, f"--query-gpu={SMI_QUERY}", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=30, check=True).stdout  # fmt: skip
+        out = subprocess.run(
+            [smi, f"--query-gpu={SMI_QUERY}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        ).stdout
         banner = subprocess.run([smi], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         facts["gpu"] = {"status": "error", "detail": f"nvidia-smi failed: {exc}", "devices": []}
@@ -105,12 +111,23 @@ def read_facts() -> dict:
     for line in out.splitlines():
         parts = [p.strip() for p in line.split(",")]
         if len(parts) >= 5:
-            devices.append({"index": int(parts[0]), "name": parts[1], "compute_capability": parts[2],
-                            "memory_total_mib": int(float(parts[3]))})  # fmt: skip
+            devices.append(
+                {
+                    "index": int(parts[0]),
+                    "name": parts[1],
+                    "compute_capability": parts[2],
+                    "memory_total_mib": int(float(parts[3])),
+                }
+            )
             facts["gpu"]["driver_version"] = parts[4]
     cuda = re.search(r"CUDA Version:\s*([\d.]+)", banner)
-    facts["gpu"].update({"status": "ok" if devices else "absent", "devices": devices,
-                         "cuda_driver_version": cuda.group(1) if cuda else None})  # fmt: skip
+    facts["gpu"].update(
+        {
+            "status": "ok" if devices else "absent",
+            "devices": devices,
+            "cuda_driver_version": cuda.group(1) if cuda else None,
+        }
+    )
     return facts
 
 
@@ -138,8 +155,12 @@ def check_trtllm(doc: dict, facts: dict, artifact: Path) -> dict:
     built = (doc.get("environment") or {}).get("trtllm_version")
     have = (facts.get("packages") or {}).get("tensorrt_llm")
     if not have:
-        return check("trtllm_version", "fail", f"TensorRT-LLM is not installed here (built for {built})",
-                     f"run inside the TensorRT-LLM {built} release container")  # fmt: skip
+        return check(
+            "trtllm_version",
+            "fail",
+            f"TensorRT-LLM is not installed here (built for {built})",
+            f"run inside the TensorRT-LLM {built} release container",
+        )
     if not built:
         return check(
             "trtllm_version",
@@ -148,8 +169,12 @@ def check_trtllm(doc: dict, facts: dict, artifact: Path) -> dict:
         )
     if doc.get("backend") == "pytorch":
         if _vkey(have)[:2] != _vkey(built)[:2]:
-            return check("trtllm_version", "fail", f"installed {have}, bundle made for the {built} line",
-                         f"use TensorRT-LLM {'.'.join(map(str, _vkey(built)[:2]))}.x or rebuild the bundle")  # fmt: skip
+            return check(
+                "trtllm_version",
+                "fail",
+                f"installed {have}, bundle made for the {built} line",
+                f"use TensorRT-LLM {'.'.join(map(str, _vkey(built)[:2]))}.x or rebuild the bundle",
+            )
         problems = _options_problems(artifact, have)
         if problems:
             return check(
@@ -161,8 +186,12 @@ def check_trtllm(doc: dict, facts: dict, artifact: Path) -> dict:
         status = "pass" if have == built else "warn"
         return check("trtllm_version", status, f"installed {have}, bundle made for {built}")
     if have != built:
-        return check("trtllm_version", "fail", f"installed {have}, engine built with {built} (engines only load in the same version)",
-                     f"run inside the TensorRT-LLM {built} container or rebuild")  # fmt: skip
+        return check(
+            "trtllm_version",
+            "fail",
+            f"installed {have}, engine built with {built} (engines only load in the same version)",
+            f"run inside the TensorRT-LLM {built} container or rebuild",
+        )
     return check("trtllm_version", "pass", f"installed {have} = built {built}")
 
 
@@ -229,15 +258,24 @@ def check_gpu_arch(doc: dict, facts: dict) -> dict:
         )
         need = QUANT_MIN_CC.get(mode)
         if need and any(_vkey(cc)[:2] < need for cc in ccs):
-            return check("gpu_arch", "fail", f"{mode} checkpoint needs SM {need[0]}.{need[1]}+, this machine has {', '.join(ccs)}",
-                         "serve on a newer GPU or rebuild with quantization.mode: none")  # fmt: skip
+            return check(
+                "gpu_arch",
+                "fail",
+                f"{mode} checkpoint needs SM {need[0]}.{need[1]}+, "
+                f"this machine has {', '.join(ccs)}",
+                "serve on a newer GPU or rebuild with quantization.mode: none",
+            )
         return check("gpu_arch", "pass", f"{here}: runs a {mode} checkpoint")
     built = ((doc.get("environment") or {}).get("gpu") or {}).get("compute_capability")
     if not built:
         return check("gpu_arch", "skip", "the manifest records no target compute capability")
     if ccs != [built]:
-        return check("gpu_arch", "fail", f"engine built for SM {built}, this machine has SM {', '.join(ccs)}",
-                     "rebuild on (or for) this GPU: engines are tied to the compute capability")  # fmt: skip
+        return check(
+            "gpu_arch",
+            "fail",
+            f"engine built for SM {built}, this machine has SM {', '.join(ccs)}",
+            "rebuild on (or for) this GPU: engines are tied to the compute capability",
+        )
     return check("gpu_arch", "pass", f"{here} = built for SM {built}")
 
 
@@ -247,8 +285,12 @@ def check_gpu_count(doc: dict, facts: dict) -> dict:
     if (facts.get("gpu") or {}).get("status") == "error":
         return check("gpu_count", "skip", "nvidia-smi failed; GPU count unknown")
     if len(devices) < world:
-        return check("gpu_count", "fail", f"world size {world} needs {world} GPUs, {len(devices)} visible",
-                     "serve on a machine with enough GPUs, or rebuild with smaller parallel.tp_size/pp_size")  # fmt: skip
+        return check(
+            "gpu_count",
+            "fail",
+            f"world size {world} needs {world} GPUs, {len(devices)} visible",
+            "serve on a machine with enough GPUs, or rebuild with smaller parallel.tp_size/pp_size",
+        )
     return check("gpu_count", "pass", f"{len(devices)} GPU(s) visible for world size {world}")
 
 
@@ -357,9 +399,9 @@ def artifact_tokens(artifact: Path, doc: dict, prompts: list[str], max_new: int)
 
 def compare(ref: list[list[int]], got: list[list[int]], prompts: list[str], min_match: int) -> dict:
     rows = []
-    for prompt, a, b in zip(prompts, ref, got):
+    for prompt, a, b in zip(prompts, ref, got, strict=False):
         same = 0
-        for x, y in zip(a, b):
+        for x, y in zip(a, b, strict=False):
             if x != y:
                 break
             same += 1
@@ -403,14 +445,15 @@ def check_golden(
         ), None
     prompts = read_prompts(args.prompts)
     print(
-        f"{PROG}: golden: {len(prompts)} prompts, {args.max_new_tokens} greedy tokens, HF reference first",
+        f"{PROG}: golden: {len(prompts)} prompts, {args.max_new_tokens} greedy tokens, "
+        "HF reference first",
         file=sys.stderr,
     )
     try:
         ref = reference_tokens(model_dir, prompts, args.max_new_tokens)
         print(f"{PROG}: golden: running the artifact", file=sys.stderr)
         got = artifact_tokens(artifact, doc, prompts, args.max_new_tokens)
-    except Exception as exc:  # noqa: BLE001 - any failure to run the artifact is the finding
+    except Exception as exc:
         return check(
             "golden",
             "fail",
@@ -423,7 +466,10 @@ def check_golden(
     quantized = ((doc.get("inputs") or {}).get("config") or {}).get("quantization", {}).get(
         "mode", "none"
     ) != "none"
-    msg = f"{report['passed']}/{report['prompts']} prompts agree on the first {args.min_match} greedy tokens"
+    msg = (
+        f"{report['passed']}/{report['prompts']} prompts agree on the first "
+        f"{args.min_match} greedy tokens"
+    )
     if ok:
         return check("golden", "pass", msg), report
     if quantized:
@@ -446,7 +492,8 @@ def load_manifest(artifact: Path) -> dict:
         raise VerifyError(f"cannot read {path}: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
         raise VerifyError(
-            f"{path}: schema_version {doc.get('schema_version') if isinstance(doc, dict) else None!r}, expected 1"
+            f"{path}: schema_version "
+            f"{doc.get('schema_version') if isinstance(doc, dict) else None!r}, expected 1"
         )
     return doc
 
@@ -497,7 +544,7 @@ def run(args: argparse.Namespace) -> tuple[dict, int]:
             "tensorrt": (facts.get("packages") or {}).get("tensorrt"),
             "gpus": [d.get("name") for d in _devices(facts)],
             "driver": (facts.get("gpu") or {}).get("driver_version"),
-        },  # fmt: skip
+        },
     }
     write_report(artifact, doc, report)
     return report, 1 if failed else 0
@@ -533,7 +580,8 @@ def main(argv: list[str] | None = None) -> int:
             line = f"{c['status']:<5} {c['id']:<15} {c['message']}"
             print(line + (f"  -> {c['fix']}" if c["status"] == "fail" and c["fix"] else ""))
         print(
-            f"{'verified' if report['ok'] else 'NOT verified'}: report written to {args.artifact / 'build.json'}",
+            f"{'verified' if report['ok'] else 'NOT verified'}: "
+            f"report written to {args.artifact / 'build.json'}",
             file=sys.stderr,
         )
     return code

@@ -89,7 +89,8 @@ def parse(options: list[dict], argv: list[str], positional: list[str]) -> dict:
                 ) from exc
             if spec.get("choices") and value not in spec["choices"]:
                 raise UsageError(
-                    f"Invalid value for '{flag}': '{value}' is not one of {', '.join(spec['choices'])}."
+                    f"Invalid value for '{flag}': '{value}' is not one of "
+                    f"{', '.join(spec['choices'])}."
                 )
             values[flag] = value
         else:
@@ -99,7 +100,7 @@ def parse(options: list[dict], argv: list[str], positional: list[str]) -> dict:
         raise UsageError(f"Got unexpected extra argument ({rest[len(positional)]})")
     if len(rest) < len(positional):
         raise UsageError(f"Missing argument '{positional[len(rest)].upper()}'.")
-    values.update(zip(positional, rest))
+    values.update(zip(positional, rest, strict=False))
     for spec in options:
         if spec.get("required") and spec["flag"] not in values:
             raise UsageError(f"Missing option '{spec['flag']}'.")
@@ -119,7 +120,8 @@ def check_options_file(path: str, version: str) -> None:
         raise SystemExit(1) from exc
     if errors:
         print(
-            f"pydantic_core._pydantic_core.ValidationError: {len(errors)} validation error(s) for TorchLlmArgs",
+            f"pydantic_core._pydantic_core.ValidationError: {len(errors)} validation error(s) "
+            "for TorchLlmArgs",
             file=sys.stderr,
         )
         for err in errors:
@@ -148,7 +150,8 @@ def serve(argv: list[str]) -> int:
     _log("trtllm-serve", argv, version)
     host, port = values.get("--host", "localhost"), values.get("--port", "8000")
     print(
-        f"fake trtllm-serve {version}: would serve {model} on {host}:{port} (backend {values.get('--backend', 'pytorch')})"
+        f"fake trtllm-serve {version}: would serve {model} on {host}:{port} "
+        f"(backend {values.get('--backend', 'pytorch')})"
     )
     return 0
 
@@ -204,7 +207,7 @@ def bench(argv: list[str]) -> int:
                 "request_throughput_req_s": 10.0,
                 "output_throughput_tok_s": 1000.0,
                 "avg_request_latency_ms": 100.0,
-            },  # fmt: skip
+            },
             "fake": True,
         }
         Path(values["--report_json"]).write_text(json.dumps(report, indent=2))
