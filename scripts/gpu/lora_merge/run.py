@@ -1,0 +1,201 @@
+"""One merge from start to end: inputs, plan, staging, weights, side files, verify, publish."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lora_merge import adapter as adapter_mod
+from lora_merge import base as base_mod
+from lora_merge import files, staging, writer
+from lora_merge import plan as plan_mod
+from lora_merge.adapter import DELEGATED_TYPES
+from lora_merge.errors import bad_input, failed
+
+SCHEMA_VERSION = 1
+DTYPE_ARG = {"auto": None, "bfloat16": "BF16", "float16": "F16", "float32": "F32"}
+QLORA_POLICY = (
+    "merged into the base's stored weights; for a QLoRA adapter these are the "
+    "original 16-bit weights, not a dequantized 4-bit round trip"
+)
+
+
+@dataclass
+class Options:
+    adapters: list[Path]
+    output: Path
+    base: str | None = None
+    dtype: str = "auto"
+    device: str = "cpu"
+    max_shard: int = 5 * 10**9
+    overwrite: bool = False
+    verify: bool = False
+    workers: int = 0
+    quiet: bool = False
+
+
+def log(msg: str) -> None:
+    print(f"merge_lora: {msg}", file=sys.stderr, flush=True)
+
+
+def _device(name: str):
+    if name == "cpu":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise bad_input("no_cuda", "--device cuda: torch sees no CUDA device")
+    return torch.device(name)
+
+
+def _free_disk(path: Path) -> int:
+    while not path.exists():
+        path = path.parent
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def merge(opts: Options) -> dict:
+    """Runs the merge; returns merge_info. Raises MergeError (nothing published)."""
+    t0 = time.monotonic()
+    staging.check_output(opts.output, opts.overwrite)
+    out_dtype = DTYPE_ARG[opts.dtype]
+    adapters = [adapter_mod.load(p) for p in opts.adapters]
+    base_dir = base_mod.locate(opts.base, adapters[0].config.get("base_model_name_or_path"))
+    base = base_mod.load(base_dir)
+    delegated = [a for a in adapters if a.peft_type in DELEGATED_TYPES]
+    if delegated and len(adapters) > 1:
+        raise bad_input(
+            "delegated_stack",
+            f"{delegated[0].path}: {delegated[0].peft_type} "
+            "adapters are merged by PEFT one at a time; merge them in separate runs",
+        )
+    device = _device(opts.device)
+    plan = None
+    if not delegated:
+        plan = plan_mod.build(base, adapters, out_dtype)
+        for w in plan.warnings:
+            log(f"warning: {w}")
+        total = sum(t.nbytes for t in plan.tensors)
+    else:
+        total = sum(i.nbytes for i in base.tensors.values()) * 2
+    tok_src = files.tokenizer_source(opts.adapters, base_dir)
+    if plan is not None:
+        emb = plan_mod._embed_name(base)
+        rows = next((t.shape[0] for t in plan.tensors if t.name == emb), None)
+        tok_n = files.tokenizer_size(tok_src)
+        if rows is not None and tok_n is not None and tok_n > rows:
+            raise bad_input(
+                "tokenizer_too_big",
+                f"{tok_src}: tokenizer has {tok_n} tokens but the merged embedding has {rows} rows",
+            )
+    if _free_disk(opts.output.parent) < total + (64 << 20):
+        raise failed(
+            "disk_full",
+            f"{opts.output.parent}: needs {total / 2**30:.1f} GiB free, "
+            f"has {_free_disk(opts.output.parent) / 2**30:.1f} GiB",
+        )
+
+    stage = staging.create(opts.output)
+    log(f"base {base_dir} ({len(base.tensors)} tensors); writing {stage}")
+    info: dict = {"schema_version": SCHEMA_VERSION, "tool": "merge_lora.py"}
+    if delegated:
+        log(
+            f"{delegated[0].peft_type}: merged by PEFT's in-memory merge_and_unload "
+            "(whole model in memory, float32)"
+        )
+        from lora_merge import delegate
+
+        dtype_name = delegate.merge_with_peft(
+            base, opts.adapters[0], stage, out_dtype, opts.max_shard
+        )
+        info["method"] = "peft_merge_and_unload"
+        config_changes: dict = {}
+    else:
+        workers = opts.workers or min(8, (os.cpu_count() or 2) + 2)
+        shards = writer.layout(plan.tensors, stage, opts.max_shard)
+        progress = writer.Progress(total, "merge_lora: weights", opts.quiet)
+        _configure_torch(workers)
+        writer.write_shards(shards, workers, max(256 << 20, 3 * _largest(plan)), progress, device)
+        progress.close()
+        files.write_json(stage / writer.INDEX_NAME, writer.index_json(shards))
+        config = files.merged_config(base.config, plan.config_changes, out_dtype)
+        files.write_json(stage / "config.json", config)
+        info["method"] = "streaming"
+        dtype_name = opts.dtype
+        config_changes = plan.config_changes
+    copied = files.copy_side_files(base_dir, tok_src, stage)
+    if delegated:  # save_pretrained wrote config.json; keep it
+        pass
+    info.update(
+        {
+            "adapters": [
+                {
+                    "path": str(a.path),
+                    "peft_type": a.peft_type,
+                    "sha256": a.digest,
+                    "config": a.config,
+                }
+                for a in adapters
+            ],
+            "base": {"path": str(base_dir), "header_sha256": base.header_digest},
+            "policy": {
+                "dtype": dtype_name,
+                "arithmetic": "float32, rounded once to the output dtype",
+                "qlora_base": QLORA_POLICY,
+                "stacking": "adapters applied in the order given, each to the result of the "
+                "previous one",
+            },
+            "tokenizer_from": str(tok_src),
+            "config_changes": config_changes,
+            "counts": plan.counts if plan else {},
+            "side_files": copied,
+            "versions": dict(files.versions(), python=platform.python_version()),
+            "device": opts.device,
+        }
+    )
+    if opts.verify:
+        info["verify"] = _verify(plan, base_dir, opts.adapters, stage)
+    info["duration_s"] = round(time.monotonic() - t0, 3)
+    files.write_json(stage / "merge_info.json", info)
+    if opts.verify and any(v.get("status") == "fail" for v in info["verify"].values()):
+        raise failed(
+            "verify_failed",
+            f"verification failed; the merge is kept in {stage} (see merge_info.json there)",
+        )
+    staging.publish(stage, opts.output)
+    return info
+
+
+def _largest(plan) -> int:
+    return max((t.nbytes for t in plan.tensors), default=0)
+
+
+def _configure_torch(workers: int) -> None:
+    import torch
+
+    # Workers overlap reads, math and writes; keep torch's own pool from oversubscribing.
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers // 2)))
+
+
+def _verify(plan, base_dir: Path, adapters: list[Path], stage: Path) -> dict:
+    from lora_merge import verify
+
+    out = {}
+    if plan is not None:
+        log("verify: tensors")
+        out["tensors"] = verify.check_tensors(plan, stage)
+        log(f"verify: tensors {out['tensors']['status']}")
+        rows = next(
+            (t.shape[0] for t in plan.tensors if t.name.endswith(plan_mod.EMBED_SUFFIXES)), None
+        )
+    else:
+        rows = None
+    log("verify: logits against the unmerged PeftModel")
+    out["logits"] = verify.check_logits(base_dir, adapters, stage, plan, rows)
+    log(f"verify: logits {out['logits']['status']}")
+    return out
