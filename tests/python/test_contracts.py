@@ -32,9 +32,17 @@ def test_every_record_builds_a_parser_that_accepts_its_own_required_options(rec)
 
 @pytest.mark.parametrize(
     ("version", "expected"),
-    [("0.12.0", "0.12.0"), ("0.13.1", "0.12.0"), ("0.16.0", "0.16.0"), ("0.18.2", "0.16.0"),
-     ("1.0.0", "0.16.0"), ("1.2.0", "1.2"), ("1.2.1rc3", "1.2"), ("1.3.0rc20", "1.2")],
-)  # fmt: skip
+    [
+        ("0.12.0", "0.12.0"),
+        ("0.13.1", "0.12.0"),
+        ("0.16.0", "0.16.0"),
+        ("0.18.2", "0.16.0"),
+        ("1.0.0", "0.16.0"),
+        ("1.2.0", "1.2"),
+        ("1.2.1rc3", "1.2"),
+        ("1.3.0rc20", "1.2"),
+    ],
+)
 def test_load_record_picks_the_newest_record_at_or_below_the_version(version, expected):
     assert build(version)["record_version"] == expected
 
@@ -47,10 +55,15 @@ def test_load_record_for_a_convert_script_is_per_family():
 
 @pytest.mark.parametrize(
     ("tool", "version", "family"),
-    [("trtllm-build", "0.11.0", None), ("convert_checkpoint", "1.2.0", None),
-     ("convert_checkpoint", "0.16.0", "phi"), ("convert_checkpoint", "1.2.0", "nosuch"),
-     ("trtllm-serve", "1.2.0", None), ("trtllm-build", "latest", None)],
-)  # fmt: skip
+    [
+        ("trtllm-build", "0.11.0", None),
+        ("convert_checkpoint", "1.2.0", None),
+        ("convert_checkpoint", "0.16.0", "phi"),
+        ("convert_checkpoint", "1.2.0", "nosuch"),
+        ("trtllm-serve", "1.2.0", None),
+        ("trtllm-build", "latest", None),
+    ],
+)
 def test_load_record_refuses_what_was_not_recorded(tool, version, family):
     with pytest.raises(cc.RecordNotFound):
         cc.load_record(tool, version, family)
@@ -82,15 +95,53 @@ def test_check_argv_rejects_what_trtllm_build_would_reject(version, argv, fragme
 @pytest.mark.parametrize(
     ("version", "argv"),
     [
-        ("0.12.0", ["--checkpoint_dir", "c", "--output_dir", "e", "--paged_kv_cache", "enable",
-                    "--gemm_plugin", "auto", "--max_seq_len", "4096", "--workers", "2"]),
-        ("0.16.0", ["--checkpoint_dir", "c", "--kv_cache_type", "paged", "--use_fused_mlp",
-                    "enable", "--multiple_profiles", "enable"]),
-        ("1.2.0", ["--checkpoint_dir=c", "--gemm_plugin", "nvfp4", "--kv_cache_type", "paged",
-                   "--input_timing_cache", "t", "--output_timing_cache", "t"]),
+        (
+            "0.12.0",
+            [
+                "--checkpoint_dir",
+                "c",
+                "--output_dir",
+                "e",
+                "--paged_kv_cache",
+                "enable",
+                "--gemm_plugin",
+                "auto",
+                "--max_seq_len",
+                "4096",
+                "--workers",
+                "2",
+            ],
+        ),
+        (
+            "0.16.0",
+            [
+                "--checkpoint_dir",
+                "c",
+                "--kv_cache_type",
+                "paged",
+                "--use_fused_mlp",
+                "enable",
+                "--multiple_profiles",
+                "enable",
+            ],
+        ),
+        (
+            "1.2.0",
+            [
+                "--checkpoint_dir=c",
+                "--gemm_plugin",
+                "nvfp4",
+                "--kv_cache_type",
+                "paged",
+                "--input_timing_cache",
+                "t",
+                "--output_timing_cache",
+                "t",
+            ],
+        ),
         ("1.2.0", []),
     ],
-)  # fmt: skip
+)
 def test_check_argv_accepts_valid_command_lines(version, argv):
     assert cc.check_argv(build(version), argv) == []
 
@@ -106,8 +157,10 @@ def test_weight_only_precision_without_a_value_means_int8():
     assert got["weight_only_precision"] == "int8"
     got = cc.parse_argv(llama, ["--weight_only_precision", "int4_awq"])
     assert got["weight_only_precision"] == "int4_awq"
-    assert cc.check_argv(cc.load_record("convert_checkpoint", "0.11.0", "llama"),
-                         ["--weight_only_precision", "int4_awq"])  # fmt: skip
+    assert cc.check_argv(
+        cc.load_record("convert_checkpoint", "0.11.0", "llama"),
+        ["--weight_only_precision", "int4_awq"],
+    )
 
 
 def test_gemma_dialect_needs_its_dash_flags_and_ckpt_type():
@@ -139,19 +192,49 @@ def test_deprecated_flags_are_reported():
 def test_cli_exits_2_with_argparse_error_and_0_when_clean():
     script = str(CONTRACTS / "cli_contract.py")
     bad = subprocess.run(
-        [sys.executable, script, "check", "--tool", "trtllm-build", "--version", "0.16.0",
-         "--", "--checkpoint_dir", "c", "--bogus"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            script,
+            "check",
+            "--tool",
+            "trtllm-build",
+            "--version",
+            "0.16.0",
+            "--",
+            "--checkpoint_dir",
+            "c",
+            "--bogus",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert bad.returncode == 2
     assert bad.stdout == ""
     assert bad.stderr.strip() == "trtllm-build: error: unrecognized arguments: --bogus"
     good = subprocess.run(
-        [sys.executable, script, "check", "--tool", "convert_checkpoint", "--family", "gemma",
-         "--version", "0.16.0", "--", "--ckpt-type", "hf", "--model-dir", "m",
-         "--output-model-dir", "o"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            script,
+            "check",
+            "--tool",
+            "convert_checkpoint",
+            "--family",
+            "gemma",
+            "--version",
+            "0.16.0",
+            "--",
+            "--ckpt-type",
+            "hf",
+            "--model-dir",
+            "m",
+            "--output-model-dir",
+            "o",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert (good.returncode, good.stderr) == (0, "")
 
 

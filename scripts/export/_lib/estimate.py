@@ -29,7 +29,7 @@ import json
 import math
 import struct
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 SCHEMA_VERSION = 1
@@ -38,8 +38,20 @@ MIB = 1024**2
 RUNTIME_RESERVE_BYTES = 1 * GIB
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "fp8": 1, "int8": 1}
-ST_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "F8_E4M3": 1, "F8_E5M2": 1,
-                  "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}  # fmt: skip
+ST_DTYPE_BYTES = {
+    "F64": 8,
+    "F32": 4,
+    "F16": 2,
+    "BF16": 2,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I64": 8,
+    "I32": 4,
+    "I16": 2,
+    "I8": 1,
+    "U8": 1,
+    "BOOL": 1,
+}
 
 # Bytes per parameter of the linear-layer weights for each quantization mode ("none" = dtype).
 # Group scales: AWQ keeps one fp16 scale per 128 weights; NVFP4 one fp8 scale per 16.
@@ -52,10 +64,26 @@ QUANT_LINEAR_BYTES = {
     "w4a8_awq": 0.5 + 2 / 128,
     "nvfp4": 0.5 + 1 / 16,
 }
-NON_GATED = {"gpt2", "gpt_bigcode", "starcoder2", "falcon", "RefinedWeb", "RefinedWebModel",
-             "phi", "nemotron"}  # fmt: skip
-LAYER_NORM_WITH_BIAS = {"gpt2", "gpt_bigcode", "starcoder2", "falcon", "RefinedWeb",
-                        "RefinedWebModel", "phi", "nemotron"}  # fmt: skip
+NON_GATED = {
+    "gpt2",
+    "gpt_bigcode",
+    "starcoder2",
+    "falcon",
+    "RefinedWeb",
+    "RefinedWebModel",
+    "phi",
+    "nemotron",
+}
+LAYER_NORM_WITH_BIAS = {
+    "gpt2",
+    "gpt_bigcode",
+    "starcoder2",
+    "falcon",
+    "RefinedWeb",
+    "RefinedWebModel",
+    "phi",
+    "nemotron",
+}
 
 
 class EstimateError(Exception):
@@ -523,8 +551,12 @@ def main(argv: list[str] | None = None) -> int:
     }
     try:
         model_config = json.loads((Path(args.model_dir) / "config.json").read_text("utf-8"))
-        result = estimate(config, model_config, {"name": "gpu", "memory_gib": args.gpu_gib},
-                          model_dir=args.model_dir)  # fmt: skip
+        result = estimate(
+            config,
+            model_config,
+            {"name": "gpu", "memory_gib": args.gpu_gib},
+            model_dir=args.model_dir,
+        )
     except (OSError, ValueError) as err:
         print(f"estimate.py: {args.model_dir}: {err}", file=sys.stderr)
         return 2
@@ -537,6 +569,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main())
-
-
-__all__ = ["Shape", "asdict", "estimate", "model_shape", "parameter_groups", "suggestions"]

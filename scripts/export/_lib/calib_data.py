@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Turn a local calibration file into the local-dataset dir TensorRT-LLM's tools read offline.
+
+Usage:
+  calib_data.py --input FILE --output-dir DIR [--num-samples N]
+
+FILE: .jsonl (one JSON object a line with "text", "prompt" (+ "completion") or "messages"
+[{"role", "content"}]) or .txt (one sample per non-empty line). DIR gets train.jsonl with the
+first N samples as {"text": ...} lines: quantize.py and the convert scripts load a local dataset
+dir as its train split with a text column, so nothing is downloaded (issue #5247 upstream).
+Prints {"schema_version": 1, "samples": N, "sha256": ...} on stdout. Exit 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+
+class CalibError(Exception):
+    code = 2
+
+
+def _text(obj, where: str) -> str:
+    if not isinstance(obj, dict):
+        raise CalibError(f"{where}: expected a JSON object")
+    if isinstance(obj.get("text"), str):
+        return obj["text"]
+    if isinstance(obj.get("prompt"), str):
+        return obj["prompt"] + str(obj.get("completion") or "")
+    if isinstance(obj.get("messages"), list):
+        return "\n".join(str(m.get("content", "")) for m in obj["messages"] if isinstance(m, dict))
+    raise CalibError(f'{where}: no "text", "prompt" or "messages"')
+
+
+def samples(path: Path, limit: int) -> list[str]:
+    out: list[str] = []
+    with path.open(encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if len(out) >= limit:
+                break
+            line = line.strip()
+            if not line:
+                continue
+            if path.suffix == ".jsonl":
+                try:
+                    obj = json.loads(line)
+                except ValueError as err:
+                    raise CalibError(f"{path}:{number}: not JSON ({err.msg})") from None
+                line = _text(obj, f"{path}:{number}")
+            if line.strip():
+                out.append(line)
+    if not out:
+        raise CalibError(f"{path}: no calibration samples")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="calib_data.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--input", type=Path, required=True)
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--num-samples", type=int, default=512)
+    args = parser.parse_args(argv)
+    try:
+        if args.input.suffix not in (".jsonl", ".txt") or not args.input.is_file():
+            raise CalibError(f"{args.input}: expected an existing .jsonl or .txt file")
+        if args.num_samples < 1:
+            raise CalibError("--num-samples must be at least 1")
+        texts = samples(args.input, args.num_samples)
+    except (OSError, UnicodeDecodeError) as err:
+        print(f"calib_data.py: {args.input}: {err}", file=sys.stderr)
+        return 2
+    except CalibError as err:
+        print(f"calib_data.py: {err}", file=sys.stderr)
+        return err.code
+    body = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    partial = args.output_dir / "train.jsonl.partial"
+    partial.write_text(body, encoding="utf-8")
+    os.replace(partial, args.output_dir / "train.jsonl")
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
+    print(json.dumps({"schema_version": SCHEMA_VERSION, "samples": len(texts), "sha256": digest}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

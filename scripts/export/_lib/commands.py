@@ -1,0 +1,358 @@
+"""Engine-backend commands (argv lists) of a plan, per family dialect and TensorRT-LLM version.
+
+Library for plan.py:
+  quant_route(mode, kv_dtype, family, trtllm_installed) -> "convert" | "quantize" | "modelopt"
+  convert_step(...), quantize_step(...), modelopt_step(...), calib_step(...), build_step(...)
+
+Every flag emitted here exists in the recorded CLI of the version it is emitted for
+(tests/contracts/*.json; tests/python/test_plan.py parses every plan against them). A setting a
+version cannot honour raises PlanError (exit 2) naming the version.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from family import Family, load_data, version_key
+
+LIB_DIR = Path(__file__).resolve().parent
+MODELOPT_SCRIPT = LIB_DIR / "modelopt_quantize.py"
+CALIB_SCRIPT = LIB_DIR / "calib_data.py"
+
+QUANTIZE_PY_MODES = {"fp8", "int4_awq", "w4a8_awq", "nvfp4"}
+MODELOPT_QFORMATS = {"fp8", "nvfp4", "int4_awq", "w4a8_awq"}
+SMOOTHQUANT_ALPHA = "0.5"
+
+
+class PlanError(Exception):
+    """A config the plan cannot honour; `code` is the exit code (2: bad input)."""
+
+    def __init__(self, message: str, code: int = 2, error_id: str = "plan"):
+        super().__init__(message)
+        self.code = code
+        self.id = error_id
+
+
+def at_least(version: str, minimum: str) -> bool:
+    return version_key(version) >= version_key(minimum)
+
+
+def quant_route(mode: str, kv_dtype: str, family: Family, trtllm_installed: bool) -> str:
+    """Which tool quantizes: the family's convert script, TensorRT-LLM's quantize.py, or
+    ModelOpt directly (modelopt_quantize.py) when TensorRT-LLM is not installed."""
+    needs_quantize = mode in QUANTIZE_PY_MODES or kv_dtype == "fp8"
+    if mode in ("int8_weight_only", "int4_weight_only"):
+        needs_quantize |= mode.split("_")[0] not in family.weight_only
+    if mode == "int8_sq":
+        needs_quantize |= not family.smoothquant
+    if kv_dtype == "int8":
+        needs_quantize |= not family.int8_kv_cache
+    if not needs_quantize:
+        return "convert"
+    return "quantize" if trtllm_installed else "modelopt"
+
+
+def _script(examples_dir: str, rel: str) -> str:
+    return f"{examples_dir.rstrip('/')}/{rel}"
+
+
+def convert_step(
+    *,
+    python: str,
+    examples_dir: str,
+    family: Family,
+    model_dir: str,
+    output: str,
+    dtype: str,
+    tp: int,
+    pp: int,
+    mode: str,
+    kv_dtype: str,
+    calib_dir: str | None,
+) -> dict:
+    script = _script(examples_dir, family.script)
+    if family.dialect == "gemma":
+        argv = [
+            python,
+            script,
+            "--ckpt-type",
+            "hf",
+            "--model-dir",
+            model_dir,
+            "--output-model-dir",
+            output,
+            "--dtype",
+            dtype,
+            "--world-size",
+            str(tp),
+        ]
+    else:
+        argv = [
+            python,
+            script,
+            "--model_dir",
+            model_dir,
+            "--output_dir",
+            output,
+            "--dtype",
+            dtype,
+            "--tp_size",
+            str(tp),
+        ]
+        if pp > 1:
+            argv += ["--pp_size", str(pp)]
+        argv += family.variant_args
+    if mode in ("int8_weight_only", "int4_weight_only"):
+        precision = mode.split("_")[0]
+        if family.dialect == "gemma":
+            argv += ["--use-weight-only-with-precision", precision]
+        else:
+            argv += ["--use_weight_only", "--weight_only_precision", precision]
+    calibrates = False
+    if mode == "int8_sq":
+        argv += ["--smoothquant", SMOOTHQUANT_ALPHA, "--per_token", "--per_channel"]
+        calibrates = True
+    if kv_dtype == "int8":
+        argv += ["--int8_kv_cache"]
+        calibrates = True
+    if calibrates:
+        if not calib_dir:
+            raise PlanError(
+                "smoothquant / int8 KV cache calibrate on sample text: set "
+                "quantization.calibration.dataset to a local .jsonl or .txt file",
+                error_id="calibration_missing",
+            )
+        if family.calib_dataset_flag:
+            argv += ["--calib_dataset", calib_dir]
+    return {
+        "name": "convert",
+        "argv": argv,
+        "log": "convert.log",
+        "output": output,
+        "description": f"{family.name} convert_checkpoint.py -> TensorRT-LLM checkpoint",
+    }
+
+
+def quantize_step(
+    *,
+    python: str,
+    examples_dir: str,
+    version: str,
+    model_dir: str,
+    output: str,
+    dtype: str,
+    tp: int,
+    pp: int,
+    mode: str,
+    kv_dtype: str,
+    calib_dir: str | None,
+    calib_size: int,
+    calib_max_seq_len: int,
+) -> dict:
+    qp = load_data()["quantize_py"]
+    qformat = qp["qformat"].get(mode, "full_prec" if mode == "none" else None)
+    if qformat is None:
+        raise PlanError(f"quantization.mode {mode} has no quantize.py qformat")
+    need = qp["qformat_min_version"].get(qformat)
+    if need and not at_least(version, need):
+        what = f"quantization.mode {mode}" if mode != "none" else f"kv_cache_dtype {kv_dtype} alone"
+        raise PlanError(
+            f"{what} needs TensorRT-LLM >= {need} (quantize.py --qformat {qformat}); "
+            f"planned for {version}",
+            error_id="version_lacks_setting",
+        )
+    if not calib_dir:
+        raise PlanError(
+            f"quantize.py calibrates ({qformat}): set quantization.calibration.dataset to a "
+            "local .jsonl or .txt file (nothing is downloaded)",
+            error_id="calibration_missing",
+        )
+    seq_flag = next(
+        r["flag"] for r in qp["calib_max_seq_length_flag"] if at_least(version, r["since"])
+    )
+    argv = [
+        python,
+        _script(examples_dir, qp["script"]),
+        "--model_dir",
+        model_dir,
+        "--output_dir",
+        output,
+        "--dtype",
+        dtype,
+        "--qformat",
+        qformat,
+    ]
+    if kv_dtype in ("fp8", "int8"):
+        argv += ["--kv_cache_dtype", kv_dtype]
+    argv += [
+        "--calib_dataset",
+        calib_dir,
+        "--calib_size",
+        str(calib_size),
+        seq_flag,
+        str(calib_max_seq_len),
+        "--tp_size",
+        str(tp),
+        "--pp_size",
+        str(pp),
+    ]
+    return {
+        "name": "quantize",
+        "argv": argv,
+        "log": "quantize.log",
+        "output": output,
+        "description": f"quantize.py ({qformat}) -> TensorRT-LLM checkpoint",
+    }
+
+
+def modelopt_step(
+    *,
+    python: str,
+    model_dir: str,
+    output: str,
+    dtype: str,
+    tp: int,
+    pp: int,
+    mode: str,
+    kv_dtype: str,
+    calib_file: str | None,
+    calib_size: int,
+    calib_max_seq_len: int,
+) -> dict:
+    if mode not in MODELOPT_QFORMATS or kv_dtype == "int8":
+        raise PlanError(
+            f"quantization.mode {mode} with kv_cache_dtype {kv_dtype} needs TensorRT-LLM's own "
+            "quantize.py or convert script, and TensorRT-LLM is not installed; without it "
+            f"ModelOpt quantizes to {', '.join(sorted(MODELOPT_QFORMATS))} (kv fp8 or auto)",
+            error_id="needs_trtllm",
+        )
+    if not calib_file:
+        raise PlanError(
+            f"ModelOpt {mode} calibrates on sample text: set quantization.calibration.dataset "
+            "to a local .jsonl or .txt file (nothing is downloaded)",
+            error_id="calibration_missing",
+        )
+    argv = [
+        python,
+        str(MODELOPT_SCRIPT),
+        "--model-dir",
+        model_dir,
+        "--output-dir",
+        output,
+        "--qformat",
+        mode,
+        "--kv-cache-dtype",
+        "fp8" if kv_dtype == "fp8" else "none",
+        "--calib-data",
+        calib_file,
+        "--calib-size",
+        str(calib_size),
+        "--calib-max-seq-len",
+        str(calib_max_seq_len),
+        "--export",
+        "trtllm",
+        "--tp-size",
+        str(tp),
+        "--pp-size",
+        str(pp),
+        "--dtype",
+        dtype,
+    ]
+    return {
+        "name": "quantize",
+        "argv": argv,
+        "log": "quantize.log",
+        "output": output,
+        "description": f"ModelOpt {mode} PTQ -> TensorRT-LLM checkpoint (no TensorRT-LLM)",
+    }
+
+
+def calib_step(*, python: str, dataset: str, output_dir: str, num_samples: int) -> dict:
+    """A local .jsonl/.txt file -> <dir>/train.jsonl ({"text"} lines), the local-dataset form
+    that quantize.py and the convert scripts read (a directory with a train split)."""
+    argv = [
+        python,
+        str(CALIB_SCRIPT),
+        "--input",
+        dataset,
+        "--output-dir",
+        output_dir,
+        "--num-samples",
+        str(num_samples),
+    ]
+    return {
+        "name": "calib",
+        "argv": argv,
+        "log": "calib.log",
+        "output": output_dir,
+        "description": "calibration file -> local dataset dir (train.jsonl)",
+    }
+
+
+def gemm_plugin_choices(version: str) -> list[str]:
+    table = load_data()["trtllm_build"]["gemm_plugin_choices"]
+    best = max((v for v in table if at_least(version, v)), key=version_key)
+    return table[best]
+
+
+def build_step(
+    *,
+    version: str,
+    checkpoint: str,
+    output: str,
+    build: dict,
+    mode: str,
+    kv_dtype: str,
+    workers: int,
+    timing_cache: str | None,
+    timing_cache_exists: bool,
+) -> dict:
+    gemm = str(build.get("gemm_plugin", "auto"))
+    if gemm not in gemm_plugin_choices(version):
+        raise PlanError(
+            f"build.gemm_plugin {gemm} is not accepted by trtllm-build {version} "
+            f"(choices: {', '.join(gemm_plugin_choices(version))})",
+            error_id="version_lacks_setting",
+        )
+    argv = ["trtllm-build", "--checkpoint_dir", checkpoint, "--output_dir", output]
+    for key in (
+        "max_batch_size",
+        "max_input_len",
+        "max_seq_len",
+        "max_num_tokens",
+        "max_beam_width",
+    ):
+        if build.get(key) is not None:
+            argv += [f"--{key}", str(int(build[key]))]
+    argv += ["--gemm_plugin", gemm]
+    kv_type = str(build.get("kv_cache_type", "paged"))
+    since = load_data()["trtllm_build"]["kv_cache_type_since"]
+    if at_least(version, since):
+        argv += ["--kv_cache_type", kv_type]
+    elif kv_type == "disabled":
+        raise PlanError(
+            f"build.kv_cache_type disabled needs trtllm-build >= {since} (--kv_cache_type); "
+            f"planned for {version}",
+            error_id="version_lacks_setting",
+        )
+    else:
+        argv += ["--paged_kv_cache", "enable" if kv_type == "paged" else "disable"]
+    paged_ctx = bool(build.get("use_paged_context_fmha", False)) and kv_type == "paged"
+    argv += ["--use_paged_context_fmha", "enable" if paged_ctx else "disable"]
+    fp8_ctx = (
+        bool(build.get("use_fp8_context_fmha")) and mode in ("fp8", "nvfp4") and kv_dtype == "fp8"
+    )
+    argv += ["--use_fp8_context_fmha", "enable" if fp8_ctx else "disable"]
+    argv += ["--multiple_profiles", "enable" if build.get("multiple_profiles") else "disable"]
+    argv += ["--workers", str(workers)]
+    if timing_cache:
+        if timing_cache_exists:
+            argv += ["--input_timing_cache", timing_cache]
+        argv += ["--output_timing_cache", timing_cache]
+    return {
+        "name": "build",
+        "argv": argv,
+        "log": "build.log",
+        "output": output,
+        "description": "trtllm-build -> TensorRT engines (rank<N>.engine)",
+    }

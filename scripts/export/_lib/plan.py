@@ -1,0 +1,796 @@
+#!/usr/bin/env python3
+"""The build plan: (resolved config, machine facts, the model's config.json) -> the exact
+commands, the preflight checks and the resource estimate, before any heavy work.
+
+Usage:
+  plan.py --config-json F --facts-json F --model-dir D --staging D [--cache-dir D]
+          [--examples-dir D] [--keep-going]                     prints the plan JSON
+  plan.py argv --plan F --step NAME      that step's argv, NUL-separated (mapfile -d '')
+  plan.py show --plan F                  the plan as a human table (commands, checks, estimates)
+  plan.py get --plan F --key a.b         one scalar value of the plan (for Bash)
+
+TensorRT-LLM version: the installed one (facts.packages.tensorrt_llm), else the config's
+target.trtllm_version. GPU: the first detected device, else the config's first target GPU.
+--cache-dir is the timing-cache root (outputs/gpu/tensorrt_llm/.cache); the plan keeps one
+cache per GPU and version under it: <root>/<gpu>-sm<cc>-trt<version>/timing.cache.
+--examples-dir defaults to $TRTLLM_EXAMPLES_DIR. argv[0] of a script step is the Python of the
+facts (python.executable: the $PYTHON that ran probe.py), else "python3".
+
+Exit codes: 0 plan ok; 2 bad input (unsupported family or version, a setting the version cannot
+honour, a failed check such as tp not dividing the heads or weights that do not fit): one line
+per problem on stderr and nothing on stdout (with --keep-going the plan is still printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import importlib.util
+import io
+import json
+import os
+import re
+import shlex
+import sys
+from pathlib import Path
+
+import commands
+import estimate as est
+from commands import PlanError, at_least
+from family import FamilyError, detect, require_hf_dir, version_key
+
+SCHEMA_VERSION = 1
+LIB_DIR = Path(__file__).resolve().parent
+ENGINE_WINDOW = ("0.12.0", "1.3.0rc20")
+PYTORCH_MIN = "1.0.0"
+CLI_RECORD_VERSIONS = ("0.12.0", "0.16.0", "1.2.0")
+PRECISION_MIN_CC = {"bfloat16": "8.0", "fp8": "8.9", "w4a8_awq": "8.9", "nvfp4": "10.0"}
+GIB = 1024**3
+
+
+def _check(check_id: str, status: str, message: str, fix: str = "") -> dict:
+    return {"id": check_id, "status": status, "message": message, "fix": fix}
+
+
+def _load_json(path: str, what: str) -> dict:
+    try:
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise PlanError(f"{what} {path}: {err}", error_id="bad_input") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        raise PlanError(f"{what} {path}: expected schema_version {SCHEMA_VERSION}")
+    return doc
+
+
+def trtllm_version(config: dict, facts: dict) -> tuple[str, str]:
+    installed = (facts.get("packages") or {}).get("tensorrt_llm")
+    if installed:
+        return str(installed), "installed"
+    target = (config.get("target") or {}).get("trtllm_version")
+    if not target:
+        raise PlanError("no TensorRT-LLM installed and no target.trtllm_version in the config")
+    return str(target), "config"
+
+
+def cli_record_version(version: str) -> str:
+    return max((v for v in CLI_RECORD_VERSIONS if at_least(version, v)), key=version_key)
+
+
+def target_gpu(config: dict, facts: dict) -> dict:
+    gpu = facts.get("gpu") or {}
+    devices = gpu.get("devices") or []
+    if gpu.get("status") == "ok" and devices:
+        dev = devices[0]
+        return {
+            "name": dev.get("name"),
+            "compute_capability": str(dev.get("compute_capability")),
+            "memory_total_mib": int(dev.get("memory_total_mib") or 0),
+            "count": len(devices),
+            "source": "detected",
+        }
+    targets = (config.get("target") or {}).get("gpus") or []
+    if not targets:
+        raise PlanError("no GPU detected and no target.gpus in the config")
+    t = targets[0]
+    return {
+        "name": t["name"],
+        "compute_capability": str(t["compute_capability"]),
+        "memory_total_mib": int(float(t["memory_gib"]) * 1024),
+        "count": 0,
+        "source": "config",
+    }
+
+
+def _slug(text: str) -> str:
+    text = re.sub(r"^nvidia\s+", "", str(text).strip(), flags=re.IGNORECASE)
+    return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "gpu"
+
+
+def timing_cache_dir(cache_root: str, gpu: dict, version: str) -> str:
+    cc = str(gpu.get("compute_capability") or "").replace(".", "")
+    return str(Path(cache_root) / f"{_slug(gpu['name'])}-sm{cc}-trt{version}")
+
+
+def _cc_ok(cc: str, need: str) -> bool:
+    try:
+        return tuple(map(int, cc.split("."))) >= tuple(map(int, need.split(".")))
+    except ValueError:
+        return True
+
+
+def _valid_tp(shape: est.Shape, limit: int = 16) -> list[int]:
+    return [t for t in range(1, limit + 1) if _tp_ok(shape, t)]
+
+
+def _tp_ok(shape: est.Shape, tp: int) -> bool:
+    if shape.heads % tp:
+        return False
+    if shape.mla:
+        return True
+    return shape.kv_heads % tp == 0 or tp % shape.kv_heads == 0
+
+
+def _modelopt_pin(version: str) -> str | None:
+    path = LIB_DIR / "data" / "versions.json"
+    try:
+        table = json.loads(path.read_text(encoding="utf-8")).get("trtllm", {})
+    except (OSError, ValueError):
+        return None
+    key = ".".join(str(p) for p in version_key(version)[:2])
+    return (table.get(key) or {}).get("modelopt")
+
+
+def _calibration(config: dict) -> tuple[str | None, dict]:
+    calib = (config.get("quantization") or {}).get("calibration") or {}
+    dataset = calib.get("dataset")
+    if not dataset:
+        return None, calib
+    path = Path(dataset).expanduser()
+    if not path.exists():
+        raise PlanError(
+            f"quantization.calibration.dataset {dataset}: no such file",
+            error_id="calibration_missing",
+        )
+    return str(path.resolve()), calib
+
+
+def _structure_checks(config: dict, shape: est.Shape, family, gpu: dict) -> list[dict]:
+    par = config.get("parallel") or {}
+    tp, pp = int(par.get("tp_size", 1)), int(par.get("pp_size", 1))
+    checks = []
+    if _tp_ok(shape, tp):
+        checks.append(
+            _check(
+                "tp_heads",
+                "pass",
+                f"tp_size {tp} divides {shape.heads} heads and fits {shape.kv_heads} KV heads",
+            )
+        )
+    else:
+        checks.append(
+            _check(
+                "tp_heads",
+                "fail",
+                f"tp_size {tp} does not divide num_attention_heads {shape.heads} / "
+                f"num_key_value_heads {shape.kv_heads}",
+                f"parallel.tp_size: one of {', '.join(map(str, _valid_tp(shape)))}",
+            )
+        )
+    if pp > shape.layers:
+        checks.append(
+            _check(
+                "pp_layers",
+                "fail",
+                f"pp_size {pp} exceeds num_hidden_layers {shape.layers}",
+                f"parallel.pp_size: at most {shape.layers}",
+            )
+        )
+    elif pp > 1 and family is not None and not family.pipeline_parallel:
+        checks.append(
+            _check(
+                "pp_layers",
+                "fail",
+                f"pp_size {pp}: {family.pipeline_parallel_why}",
+                "parallel.pp_size: 1 (use tp_size instead)",
+            )
+        )
+    else:
+        checks.append(_check("pp_layers", "pass", f"pp_size {pp} <= {shape.layers} layers"))
+    world = tp * pp
+    if gpu["source"] == "config":
+        checks.append(
+            _check(
+                "world_size",
+                "warn",
+                f"no GPU detected: planned for the config's target GPU {gpu['name']}; "
+                f"building and serving need {world} GPU(s)",
+            )
+        )
+    elif gpu["count"] < world:
+        checks.append(
+            _check(
+                "world_size",
+                "warn",
+                f"world size {world} on {gpu['count']} visible GPU(s): the ranks build "
+                f"one after another; serving needs {world} GPUs",
+                "run the build on a machine with tp_size x pp_size GPUs to build ranks in parallel",
+            )
+        )
+    else:
+        checks.append(_check("world_size", "pass", f"world size {world} <= {gpu['count']} GPUs"))
+    seq = int((config.get("build") or {}).get("max_seq_len", 0))
+    mpe = shape.max_position_embeddings
+    if mpe and seq > int(mpe):
+        if shape.rope_scaling_factor:
+            checks.append(
+                _check(
+                    "max_seq_len",
+                    "warn",
+                    f"max_seq_len {seq} above max_position_embeddings {mpe}: relies "
+                    f"on the model's rope scaling (factor {shape.rope_scaling_factor})",
+                )
+            )
+        else:
+            checks.append(
+                _check(
+                    "max_seq_len",
+                    "fail",
+                    f"max_seq_len {seq} above the model's max_position_embeddings "
+                    f"{mpe} and the model has no rope scaling",
+                    f"build.max_seq_len: at most {mpe}",
+                )
+            )
+    elif mpe and seq < int(mpe):
+        checks.append(
+            _check(
+                "max_seq_len",
+                "warn",
+                f"max_seq_len {seq} below the model's max_position_embeddings {mpe}: "
+                "longer requests are refused by the engine",
+                f"build.max_seq_len: up to {mpe} (costs KV-cache memory)",
+            )
+        )
+    else:
+        checks.append(_check("max_seq_len", "pass", f"max_seq_len {seq}"))
+    return checks
+
+
+def _precision_checks(config: dict, gpu: dict, dtype: str) -> list[dict]:
+    quant = config.get("quantization") or {}
+    cc = gpu.get("compute_capability") or ""
+    wanted = [
+        ("dtype", dtype),
+        ("quantization.mode", quant.get("mode", "none")),
+        ("quantization.kv_cache_dtype", quant.get("kv_cache_dtype", "auto")),
+    ]
+    out = []
+    for key, value in wanted:
+        need = PRECISION_MIN_CC.get(value)
+        if need and not _cc_ok(cc, need):
+            out.append(
+                _check(
+                    "gpu_precision",
+                    "fail",
+                    f"{key} {value} needs compute capability {need}+, {gpu['name']} is {cc}",
+                    f"{key}: a format this GPU runs (or another GPU)",
+                )
+            )
+    if not out:
+        out.append(_check("gpu_precision", "pass", f"{gpu['name']} (SM {cc}) runs the precision"))
+    return out
+
+
+def _gib(n: float) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+def _estimate_checks(config, model_config, gpu, estimate: dict, facts: dict) -> list[dict]:
+    out = []
+    per_gpu = estimate["weights_bytes_per_gpu"] + estimate["activation_bytes_per_gpu"]
+    mem = estimate["gpu"]["memory_bytes"]
+    if not estimate["weights_fit"]:
+        fp8_ok = _cc_ok(gpu.get("compute_capability") or "", "8.9")
+        fits = est.suggestions(config, model_config, gpu, fp8_ok=fp8_ok)
+        out.append(
+            _check(
+                "weights_fit",
+                "fail",
+                f"weights {_gib(estimate['weights_bytes_per_gpu'])} + activations "
+                f"{_gib(estimate['activation_bytes_per_gpu'])} per GPU exceed the "
+                f"{_gib(mem)} of {gpu['name']}",
+                ("settings that fit: " + "; ".join(fits))
+                if fits
+                else "no single change fits: use more GPUs (tp_size) and int4",
+            )
+        )
+        return out
+    out.append(
+        _check(
+            "weights_fit", "pass", f"weights + activations {_gib(per_gpu)} of {_gib(mem)} per GPU"
+        )
+    )
+    tokens, seq = estimate["kv_cache_capacity_tokens"], estimate["max_seq_len"]
+    if tokens < seq:
+        out.append(
+            _check(
+                "kv_capacity",
+                "fail",
+                f"KV cache holds {tokens} tokens, less than one max_seq_len {seq} sequence",
+                "build.max_seq_len or build.max_num_tokens lower, a larger tp_size, "
+                "or quantization.kv_cache_dtype: fp8",
+            )
+        )
+    elif not estimate["max_batch_size_reachable"]:
+        out.append(
+            _check(
+                "kv_capacity",
+                "warn",
+                f"KV cache holds {estimate['kv_cache_capacity_sequences']} full-length "
+                f"sequences, below max_batch_size {estimate['max_batch_size']}",
+                "fine for shorter requests; else build.max_batch_size lower or "
+                "quantization.kv_cache_dtype: fp8",
+            )
+        )
+    else:
+        out.append(
+            _check(
+                "kv_capacity",
+                "pass",
+                f"KV cache {tokens} tokens = {estimate['kv_cache_capacity_sequences']} "
+                f"sequences of {seq}",
+            )
+        )
+    available = (facts.get("memory") or {}).get("available_bytes")
+    need = estimate["host_ram_bytes_convert"]
+    if available and need > available:
+        out.append(
+            _check(
+                "host_ram",
+                "warn",
+                f"conversion needs about {_gib(need)} host RAM, {_gib(available)} available",
+                "build.workers: 1 (one rank at a time), or a machine with more RAM",
+            )
+        )
+    free = (facts.get("disk") or {}).get("free_bytes")
+    if free and estimate["disk_bytes"] > free:
+        out.append(
+            _check(
+                "disk",
+                "fail",
+                f"checkpoint + engines need about {_gib(estimate['disk_bytes'])}, "
+                f"{_gib(free)} free",
+                "free disk space under outputs/",
+            )
+        )
+    return out
+
+
+def _installed_parser_check(build_argv: list[str]) -> dict:
+    """Parse the build argv with the installed trtllm-build's own argparse (no subprocess)."""
+    if importlib.util.find_spec("tensorrt_llm") is None:
+        return _check("installed_cli", "skip", "tensorrt_llm is not importable here")
+    try:
+        module = importlib.import_module("tensorrt_llm.commands.build")
+    except Exception as err:  # any import failure of a GPU package is reported, not raised
+        return _check("installed_cli", "warn", f"could not import trtllm-build's parser: {err}")
+    saved, err_buf = sys.argv, io.StringIO()
+    sys.argv = ["trtllm-build", *build_argv[1:]]
+    try:
+        with contextlib.redirect_stderr(err_buf), contextlib.redirect_stdout(io.StringIO()):
+            module.parse_arguments()
+    except SystemExit as exit_:
+        if exit_.code:
+            lines = [ln for ln in err_buf.getvalue().splitlines() if ln.strip()]
+            reason = lines[-1] if lines else f"exit {exit_.code}"
+            return _check(
+                "installed_cli",
+                "fail",
+                f"the installed trtllm-build rejects the plan: {reason}",
+                "report this: the recorded CLI and the installed one differ",
+            )
+    except Exception as err:
+        return _check("installed_cli", "warn", f"could not run trtllm-build's parser: {err}")
+    finally:
+        sys.argv = saved
+    return _check("installed_cli", "pass", "the installed trtllm-build parses the build command")
+
+
+def _engine_steps(
+    config,
+    facts,
+    family,
+    version,
+    model_dir,
+    staging,
+    gpu,
+    dtype,
+    cache_root,
+    examples_dir,
+    python,
+    notes,
+):
+    quant = config.get("quantization") or {}
+    mode, kv = quant.get("mode", "none"), quant.get("kv_cache_dtype", "auto")
+    par = config.get("parallel") or {}
+    tp, pp = int(par.get("tp_size", 1)), int(par.get("pp_size", 1))
+    build = config.get("build") or {}
+    installed = bool((facts.get("packages") or {}).get("tensorrt_llm"))
+    route = commands.quant_route(mode, kv, family, installed)
+    checkpoint, engine = str(Path(staging) / "checkpoint"), str(Path(staging) / "engine")
+    calib_path, calib = _calibration(config)
+    size, seq = int(calib.get("num_samples", 512)), int(calib.get("max_seq_len", 512))
+    steps: list[dict] = []
+    calib_dir = calib_path
+    if route in ("convert", "quantize") and calib_path and Path(calib_path).is_file():
+        needs = route == "quantize" or mode == "int8_sq" or kv == "int8"
+        if needs:
+            calib_dir = str(Path(staging) / "calib")
+            steps.append(
+                commands.calib_step(
+                    python=python, dataset=calib_path, output_dir=calib_dir, num_samples=size
+                )
+            )
+    if route == "convert":
+        steps.append(
+            commands.convert_step(
+                python=python,
+                examples_dir=examples_dir,
+                family=family,
+                model_dir=model_dir,
+                output=checkpoint,
+                dtype=dtype,
+                tp=tp,
+                pp=pp,
+                mode=mode,
+                kv_dtype=kv,
+                calib_dir=calib_dir,
+            )
+        )
+    elif route == "quantize":
+        steps.append(
+            commands.quantize_step(
+                python=python,
+                examples_dir=examples_dir,
+                version=version,
+                model_dir=model_dir,
+                output=checkpoint,
+                dtype=dtype,
+                tp=tp,
+                pp=pp,
+                mode=mode,
+                kv_dtype=kv,
+                calib_dir=calib_dir,
+                calib_size=size,
+                calib_max_seq_len=seq,
+            )
+        )
+    else:
+        pin = _modelopt_pin(version)
+        match = re.search(r"(\d+)\.(\d+)", pin or "")
+        if match and (int(match.group(1)), int(match.group(2))) >= (0, 49):
+            raise PlanError(
+                f"TensorRT-LLM {version} pins ModelOpt {pin}, which no longer exports TensorRT-LLM "
+                "checkpoints (export_tensorrt_llm_checkpoint removed in 0.49): install "
+                "TensorRT-LLM to use its quantize.py",
+                error_id="version_lacks_setting",
+            )
+        if calib_path and not Path(calib_path).is_file():
+            raise PlanError(
+                "ModelOpt reads quantization.calibration.dataset as a .jsonl or .txt "
+                f"file; {calib_path} is a directory",
+                error_id="calibration_missing",
+            )
+        notes.append(
+            f"TensorRT-LLM is not installed: quantization planned with ModelOpt "
+            f"(pinned {pin or 'unknown'} for {version}); run it on a GPU"
+        )
+        steps.append(
+            commands.modelopt_step(
+                python=python,
+                model_dir=model_dir,
+                output=checkpoint,
+                dtype=dtype,
+                tp=tp,
+                pp=pp,
+                mode=mode,
+                kv_dtype=kv,
+                calib_file=calib_path,
+                calib_size=size,
+                calib_max_seq_len=seq,
+            )
+        )
+    world = tp * pp
+    workers = max(1, min(int(build.get("workers", 1)), world, gpu["count"] or 1))
+    cache_file = None
+    if build.get("timing_cache", True) and cache_root:
+        cache_file = str(Path(timing_cache_dir(cache_root, gpu, version)) / "timing.cache")
+    steps.append(
+        commands.build_step(
+            version=version,
+            checkpoint=checkpoint,
+            output=engine,
+            build=build,
+            mode=mode,
+            kv_dtype=kv,
+            workers=workers,
+            timing_cache=cache_file,
+            timing_cache_exists=bool(cache_file and Path(cache_file).is_file()),
+        )
+    )
+    return steps, route, cache_file
+
+
+def _pytorch_steps(config, facts, model_dir, staging) -> list[dict]:
+    try:
+        pytorch_plan = importlib.import_module("pytorch_plan")
+    except ImportError:
+        raise PlanError(
+            "backend pytorch: its planner (pytorch_plan.py) is not available",
+            error_id="pytorch_planner_missing",
+        ) from None
+    try:
+        return pytorch_plan.plan_steps(config, facts, model_dir, staging)
+    except Exception as err:
+        if hasattr(err, "code") and type(err).__name__ == "PlanError":
+            raise PlanError(str(err), code=int(err.code), error_id="pytorch_plan") from None
+        raise
+
+
+def make_plan(
+    resolved: dict,
+    facts: dict,
+    model_dir: str,
+    staging: str,
+    cache_dir: str | None = None,
+    examples_dir: str | None = None,
+) -> dict:
+    """The plan document (docs/internals.md); raises PlanError / FamilyError (code 2)."""
+    config = resolved.get("config", resolved)
+    backend = config.get("backend", "engine")
+    version, version_source = trtllm_version(config, facts)
+    low, high = (PYTORCH_MIN, None) if backend == "pytorch" else ENGINE_WINDOW
+    if version_key(version) < version_key(low) or (
+        high and version_key(version) > version_key(high)
+    ):
+        window = f"{low} .. {high}" if high else f">= {low}"
+        other = "pytorch (TensorRT-LLM >= 1.0)" if backend == "engine" else "engine (0.12 .. 1.2)"
+        raise PlanError(
+            f"TensorRT-LLM {version} ({version_source}) is outside the {backend} "
+            f"backend's window {window}; use backend: {other}",
+            error_id="version_window",
+        )
+    model_dir = str(Path(model_dir).resolve())
+    model_config = require_hf_dir(model_dir)
+    gpu = target_gpu(config, facts)
+    shape = est.model_shape(model_config)
+    dtype = est.resolve_dtype(config.get("dtype", "auto"), shape.checkpoint_dtype)
+    python = (facts.get("python") or {}).get("executable") or "python3"
+    notes: list[str] = []
+    family = None
+    steps: list[dict]
+    route = None
+    cache_file = None
+    examples = examples_dir or os.environ.get("TRTLLM_EXAMPLES_DIR") or "$TRTLLM_EXAMPLES_DIR"
+    checks = [
+        _check(
+            "trtllm_version",
+            "pass",
+            f"planned for TensorRT-LLM {version} ({version_source})"
+            + (f"; CLI record {cli_record_version(version)}" if backend == "engine" else ""),
+        )
+    ]
+    if backend == "engine":
+        family = detect(model_config, version)
+        notes += family.notes
+        checks.append(
+            _check("family", "pass", f"{family.hf_architecture} -> {family.name} ({family.script})")
+        )
+        if examples == "$TRTLLM_EXAMPLES_DIR":
+            checks.append(
+                _check(
+                    "examples_dir",
+                    "warn",
+                    "TRTLLM_EXAMPLES_DIR is not set: the script paths below are placeholders",
+                    "export TRTLLM_EXAMPLES_DIR=<TensorRT-LLM>/examples",
+                )
+            )
+        steps, route, cache_file = _engine_steps(
+            config,
+            facts,
+            family,
+            version,
+            model_dir,
+            staging,
+            gpu,
+            dtype,
+            cache_dir,
+            examples,
+            python,
+            notes,
+        )
+        if (facts.get("packages") or {}).get("tensorrt_llm"):
+            checks.append(_installed_parser_check(steps[-1]["argv"]))
+    else:
+        steps = _pytorch_steps(config, facts, model_dir, staging)
+    checks += _structure_checks(config, shape, family, gpu)
+    checks += _precision_checks(config, gpu, dtype)
+    estimate = est.estimate(config, model_config, gpu, model_dir=model_dir, facts=facts)
+    checks += _estimate_checks(config, model_config, gpu, estimate, facts)
+    par = config.get("parallel") or {}
+    tp, pp = int(par.get("tp_size", 1)), int(par.get("pp_size", 1))
+    quant = config.get("quantization") or {}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "ok": not any(c["status"] == "fail" for c in checks),
+        "backend": backend,
+        "family": family.name if family else None,
+        "hf_architecture": (model_config.get("architectures") or [None])[0],
+        "model_type": model_config.get("model_type"),
+        "model_dir": model_dir,
+        "trtllm_version": version,
+        "trtllm_version_source": version_source,
+        "cli_record_version": cli_record_version(version) if backend == "engine" else None,
+        "gpu": {k: gpu[k] for k in ("name", "compute_capability", "memory_total_mib", "source")},
+        "gpus_visible": gpu["count"],
+        "tp_size": tp,
+        "pp_size": pp,
+        "world_size": tp * pp,
+        "dtype": dtype,
+        "quantization": {
+            "mode": quant.get("mode", "none"),
+            "kv_cache_dtype": quant.get("kv_cache_dtype", "auto"),
+            "route": route,
+        },
+        "python": python,
+        "examples_dir": examples if backend == "engine" else None,
+        "staging": str(staging),
+        "timing_cache": cache_file,
+        "timing_cache_dir": str(Path(cache_file).parent) if cache_file else None,
+        "steps": steps,
+        "checks": checks,
+        "estimates": estimate,
+        "notes": notes,
+    }
+
+
+# ----------------------------------------------------------------------------- show / argv / get
+
+
+def show(plan: dict) -> str:
+    e = plan.get("estimates") or {}
+    q = plan.get("quantization") or {}
+    gpu = plan.get("gpu") or {}
+    lines = [
+        f"plan   {plan.get('backend')} backend, TensorRT-LLM {plan['trtllm_version']} "
+        f"({plan['trtllm_version_source']})",
+        f"model  {plan.get('hf_architecture')} -> family {plan.get('family')}, dtype "
+        f"{plan.get('dtype')}, quantization {q.get('mode')} (kv {q.get('kv_cache_dtype')})",
+        f"gpu    {gpu.get('name')} SM {gpu.get('compute_capability')} "
+        f"{gpu.get('memory_total_mib', 0) / 1024:.0f} GiB ({gpu.get('source')}); "
+        f"world size {plan['world_size']} (tp {plan['tp_size']} x pp {plan['pp_size']})",
+        "",
+        "commands",
+    ]
+    for step in plan.get("steps") or []:
+        lines.append(f"  {step['name']:9s} {shlex.join(step['argv'])}")
+    lines += ["", "checks"]
+    for c in plan.get("checks") or []:
+        fix = f"  -> {c['fix']}" if c.get("fix") and c["status"] in ("fail", "warn") else ""
+        lines.append(f"  {c['status']:5s} {c['id']:15s} {c['message']}{fix}")
+    if e:
+        mem = e["gpu"]["memory_bytes"]
+        rows = [
+            ("parameters", f"{e['parameters']['total']:,} ({e['parameters']['source']})"),
+            ("checkpoint", f"{_gib(e['checkpoint']['bytes'])} {e['checkpoint']['dtype']}"),
+            ("weights/GPU", f"{_gib(e['weights_bytes_per_gpu'])} of {_gib(mem)}"),
+            ("activations/GPU", f"{_gib(e['activation_bytes_per_gpu'])}"),
+            (
+                "KV bytes/token",
+                f"{e['kv_cache_bytes_per_token_per_gpu']:,} ({e['kv_cache_formula']})",
+            ),
+            (
+                "KV capacity",
+                f"{e['kv_cache_capacity_tokens']:,} tokens = "
+                f"{e['kv_cache_capacity_sequences']:,} x {e['max_seq_len']} at "
+                f"{e['kv_cache_free_gpu_memory_fraction']} of free memory; "
+                f"max_batch_size {e['max_batch_size']} "
+                f"{'reachable' if e['max_batch_size_reachable'] else 'NOT reachable'}",
+            ),
+            (
+                "host RAM",
+                f"{_gib(e['host_ram_bytes_convert'])} convert, "
+                f"{_gib(e['host_ram_bytes_build'])} build",
+            ),
+            ("disk", f"{_gib(e['disk_bytes'])} (checkpoint + engines)"),
+        ]
+        lines += ["", "estimates"] + [f"  {k:16s} {v}" for k, v in rows]
+    for note in plan.get("notes") or []:
+        lines.append(f"note: {note}")
+    return "\n".join(lines) + "\n"
+
+
+def _get(plan: dict, key: str):
+    value = plan
+    for part in key.split("."):
+        if isinstance(value, dict) and part in value:
+            value = value[part]
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            raise PlanError(f"the plan has no {key}")
+    if isinstance(value, (dict, list)):
+        raise PlanError(f"{key} is not a scalar")
+    return value
+
+
+def _sub_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="plan.py")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    p_argv = sub.add_parser("argv")
+    p_argv.add_argument("--plan", required=True)
+    p_argv.add_argument("--step", required=True)
+    p_show = sub.add_parser("show")
+    p_show.add_argument("--plan", required=True)
+    p_get = sub.add_parser("get")
+    p_get.add_argument("--plan", required=True)
+    p_get.add_argument("--key", required=True)
+    args = parser.parse_args(argv)
+    plan = _load_json(args.plan, "plan")
+    if args.cmd == "show":
+        sys.stdout.write(show(plan))
+    elif args.cmd == "get":
+        value = _get(plan, args.key)
+        print("" if value is None else (json.dumps(value) if isinstance(value, bool) else value))
+    else:
+        steps = {s["name"]: s for s in plan.get("steps") or []}
+        if args.step not in steps:
+            raise PlanError(f"the plan has no step {args.step!r} (steps: {', '.join(steps)})")
+        sys.stdout.write("".join(f"{a}\0" for a in steps[args.step]["argv"]))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in ("argv", "show", "get"):
+            return _sub_main(argv)
+        parser = argparse.ArgumentParser(prog="plan.py", description=__doc__.split("\n\n")[0])
+        parser.add_argument("--config-json", required=True)
+        parser.add_argument("--facts-json", required=True)
+        parser.add_argument("--model-dir", required=True)
+        parser.add_argument("--staging", required=True)
+        parser.add_argument("--cache-dir", default="")
+        parser.add_argument("--examples-dir", default="")
+        parser.add_argument(
+            "--keep-going",
+            action="store_true",
+            help="print the plan even when a check fails (still exit 2)",
+        )
+        args = parser.parse_args(argv)
+        resolved = _load_json(args.config_json, "resolved config")
+        facts = _load_json(args.facts_json, "facts")
+        plan = make_plan(
+            resolved,
+            facts,
+            args.model_dir,
+            args.staging,
+            cache_dir=args.cache_dir or None,
+            examples_dir=args.examples_dir or None,
+        )
+    except (PlanError, FamilyError, est.EstimateError) as err:
+        print(f"plan.py: {err}", file=sys.stderr)
+        return err.code
+    failed = [c for c in plan["checks"] if c["status"] == "fail"]
+    for c in failed:
+        print(
+            f"plan.py: {c['id']}: {c['message']}" + (f" ({c['fix']})" if c["fix"] else ""),
+            file=sys.stderr,
+        )
+    if not failed or args.keep_going:
+        print(json.dumps(plan, indent=2))
+    return 2 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
