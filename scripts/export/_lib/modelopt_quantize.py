@@ -380,10 +380,8 @@ def _check_layout_main(argv: list[str]) -> int:
     return 1 if failed else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["check-layout"]:
-        return _check_layout_main(argv[1:])
+def build_parser() -> argparse.ArgumentParser:
+    """The quantize CLI (its argv is what pytorch_plan.plan_steps writes)."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--output-dir", type=Path, required=True)
@@ -396,7 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tp-size", type=int, required=True)
     parser.add_argument("--pp-size", type=int, required=True)
     parser.add_argument("--dtype", required=True, choices=DTYPES)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["check-layout"]:
+        return _check_layout_main(argv[1:])
+    args = build_parser().parse_args(argv)
     try:
         if not (args.model_dir / "config.json").is_file():
             raise QuantizeError(f"not a Hugging Face model dir (no config.json): {args.model_dir}")

@@ -23,8 +23,8 @@ Reads DIR/build.json (either backend) and checks, one verdict line each (pass/wa
 Where a check cannot run it says "skip" and why; it never passes what it did not check.
 The report is written into build.json under "verification" (atomically).
 
-Facts come from --facts-json (probe.py's JSON) or are read here: package versions from this
-interpreter's importlib.metadata, GPUs from `nvidia-smi` on PATH.
+Facts come from --facts-json (probe.py's JSON) or from probe.py's functions: package versions from
+this interpreter's importlib.metadata, GPUs from `nvidia-smi` on PATH.
 Exit codes: 0 no check failed, 1 a check failed, 2 bad input (no or unreadable build.json).
 """
 
@@ -34,12 +34,9 @@ import argparse
 import json
 import os
 import re
-import shutil
 import socket
-import subprocess
 import sys
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 
 SCHEMA_VERSION = 1
@@ -51,7 +48,6 @@ DEFAULT_PROMPTS = [
     "1, 2, 3, 4,",
 ]
 QUANT_MIN_CC = {"fp8": (8, 9), "nvfp4": (10, 0), "int4_awq": (8, 0), "w4a8_awq": (8, 9)}
-SMI_QUERY = "index,name,compute_cap,memory.total,driver_version"
 
 
 class VerifyError(Exception):
@@ -72,63 +68,15 @@ def check(cid: str, status: str, message: str, fix: str = "") -> dict:
 # --- facts -------------------------------------------------------------------------------------
 
 
-def _package(name: str) -> str | None:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def read_facts() -> dict:
-    """The few facts verify needs, in probe.py's shape (docs/internals.md)."""
-    facts: dict = {
+    """The facts verify needs, read by probe.py (GPUs via nvidia-smi, packages via metadata)."""
+    import probe
+
+    return {
         "schema_version": SCHEMA_VERSION,
-        "packages": {
-            "tensorrt_llm": _package("tensorrt_llm") or _package("tensorrt-llm"),
-            "tensorrt": _package("tensorrt")
-            or _package("tensorrt-cu12")
-            or _package("tensorrt_cu13"),
-        },
-        "gpu": {"status": "absent", "devices": []},
+        "packages": probe.probe_packages(),
+        "gpu": probe.probe_gpu(),
     }
-    smi = shutil.which("nvidia-smi")
-    if not smi:
-        facts["gpu"]["detail"] = "nvidia-smi not on PATH"
-        return facts
-    try:
-        out = subprocess.run(
-            [smi, f"--query-gpu={SMI_QUERY}", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=True,
-        ).stdout
-        banner = subprocess.run([smi], capture_output=True, text=True, timeout=30).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        facts["gpu"] = {"status": "error", "detail": f"nvidia-smi failed: {exc}", "devices": []}
-        return facts
-    devices = []
-    for line in out.splitlines():
-        parts = [p.strip() for p in line.split(",")]
-        if len(parts) >= 5:
-            devices.append(
-                {
-                    "index": int(parts[0]),
-                    "name": parts[1],
-                    "compute_capability": parts[2],
-                    "memory_total_mib": int(float(parts[3])),
-                }
-            )
-            facts["gpu"]["driver_version"] = parts[4]
-    cuda = re.search(r"CUDA Version:\s*([\d.]+)", banner)
-    facts["gpu"].update(
-        {
-            "status": "ok" if devices else "absent",
-            "devices": devices,
-            "cuda_driver_version": cuda.group(1) if cuda else None,
-        }
-    )
-    return facts
 
 
 # --- checks ------------------------------------------------------------------------------------

@@ -1,0 +1,135 @@
+"""bundle.py: checkpoint/ (hard links or copies), llm_api_options.yaml and serve.sh in staging."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import bundle
+import llm_api_options
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = {
+    "backend": "pytorch",
+    "dtype": "auto",
+    "build": {"max_batch_size": 16, "max_num_tokens": 2048, "max_seq_len": 1024},
+    "parallel": {"tp_size": 1, "pp_size": 1},
+    "quantization": {"mode": "none", "kv_cache_dtype": "auto", "calibration": {}},
+    "runtime": {"kv_cache_free_gpu_memory_fraction": 0.8, "cuda_graphs": True},
+}
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    import tiny_models
+
+    return tiny_models.make_model("llama", tmp_path_factory.mktemp("merged"))
+
+
+def test_checkpoint_files_are_hard_links_of_the_merged_model(model: Path, tmp_path: Path):
+    part = bundle.publish_bundle(tmp_path, model, CONFIG, "1.2.0")
+    assert part["link_mode"] == "hardlink"
+    for src in model.iterdir():
+        dst = tmp_path / "checkpoint" / src.name
+        assert dst.stat().st_ino == src.stat().st_ino
+    assert part["files"] == len(list(model.iterdir()))
+    assert part["bytes"] == sum(p.stat().st_size for p in model.iterdir())
+    assert part["llm_api_record"] == "llm_args.1.2.json"
+    assert part["world_size"] == 1
+
+
+def test_other_filesystem_falls_back_to_copies(model: Path, tmp_path: Path, monkeypatch):
+    def cross_device(src, dst):
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", cross_device)
+    part = bundle.publish_bundle(tmp_path, model, CONFIG, "1.2.0")
+    assert part["link_mode"] == "copy"
+    weights = tmp_path / "checkpoint" / "model.safetensors"
+    assert weights.read_bytes() == (model / "model.safetensors").read_bytes()
+    assert weights.stat().st_ino != (model / "model.safetensors").stat().st_ino
+
+
+def test_options_yaml_is_the_checked_config(model: Path, tmp_path: Path):
+    bundle.publish_bundle(tmp_path, model, CONFIG, "1.3.0rc20")
+    text = (tmp_path / "llm_api_options.yaml").read_text()
+    assert "llm_args.1.3.json" in text
+    options = yaml.safe_load(text)
+    assert options == llm_api_options.build_options(CONFIG)
+    assert options["kv_cache_config"]["free_gpu_memory_fraction"] == 0.8
+
+
+def test_serve_sh_launches_the_bundle_through_a_strict_trtllm_serve(model: Path, tmp_path: Path):
+    part = bundle.publish_bundle(tmp_path / "stage", model, CONFIG, "1.2.0")
+    served = tmp_path / "copied"
+    shutil.copytree(tmp_path / "stage", served)  # serve.sh is relative: the bundle is copyable
+    assert os.access(served / "serve.sh", os.X_OK)
+    dist = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "tests/fakes/make_dist_info.py"),
+            str(dist),
+            "tensorrt_llm==1.2.0",
+        ],
+        check=True,
+    )
+    log = tmp_path / "calls.jsonl"
+    env = dict(
+        os.environ,
+        PATH=f"{REPO / 'tests/fakes/bin'}:{os.environ['PATH']}",
+        PYTHONPATH=str(dist),
+        PYTHON=sys.executable,
+        FAKE_TRTLLM_LOG=str(log),
+    )
+    run = subprocess.run(
+        [str(served / "serve.sh"), "--port", "8123"], env=env, capture_output=True, text=True
+    )
+    assert run.returncode == 0, run.stderr
+    call = json.loads(log.read_text())
+    assert call["argv"][0] == str(served / "checkpoint")
+    assert call["argv"][-2:] == ["--port", "8123"]
+    assert part["serve_command"][0] == "trtllm-serve"
+
+
+def test_a_quantized_checkpoint_in_staging_is_used_in_place(model: Path, tmp_path: Path):
+    ckpt = tmp_path / "checkpoint"
+    shutil.copytree(
+        model, ckpt, ignore=shutil.ignore_patterns("tokenizer*", "special_tokens_map.json")
+    )
+    part = bundle.publish_bundle(tmp_path, ckpt, CONFIG, "1.2.0", tokenizer_dir=model)
+    assert part["link_mode"] == "in-place"
+    assert "tokenizer.json" in part["tokenizer_copied"]
+    assert (ckpt / "tokenizer.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("config", "version", "needle"),
+    [
+        (
+            {**CONFIG, "quantization": {"mode": "int8_sq", "kv_cache_dtype": "auto"}},
+            "1.2.0",
+            "engine-only",
+        ),
+        (CONFIG, "0.16.0", "1.0 or newer"),
+    ],
+)
+def test_bad_input_raises_before_anything_is_written(
+    model: Path, tmp_path: Path, config, version, needle
+):
+    with pytest.raises(bundle.BundleError, match=needle):
+        bundle.publish_bundle(tmp_path, model, config, version)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_dir_without_config_json_is_refused(tmp_path: Path):
+    (tmp_path / "m").mkdir()
+    with pytest.raises(bundle.BundleError, match=r"config\.json"):
+        bundle.publish_bundle(tmp_path / "s", tmp_path / "m", CONFIG, "1.2.0")

@@ -1,0 +1,287 @@
+"""verify.py: an artifact against matching and mismatching machines; golden prompts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import types
+from pathlib import Path
+
+import bundle
+import pytest
+import verify
+
+CONFIG = {
+    "backend": "pytorch",
+    "dtype": "auto",
+    "build": {"max_batch_size": 8, "max_num_tokens": 512, "max_seq_len": 256},
+    "parallel": {"tp_size": 1, "pp_size": 1},
+    "quantization": {"mode": "none", "kv_cache_dtype": "auto", "calibration": {}},
+    "runtime": {"kv_cache_free_gpu_memory_fraction": 0.9, "cuda_graphs": True},
+}
+H200 = {"index": 0, "name": "NVIDIA H200", "compute_capability": "9.0", "memory_total_mib": 143771}
+A100 = {
+    "index": 0,
+    "name": "NVIDIA A100-SXM4-80GB",
+    "compute_capability": "8.0",
+    "memory_total_mib": 81920,
+}
+
+
+def facts(
+    trtllm="1.2.0",
+    tensorrt="10.14.1",
+    devices=(H200,),
+    status="ok",
+    driver="580.159.04",
+    cuda="13.0",
+):
+    return {
+        "schema_version": 1,
+        "packages": {"tensorrt_llm": trtllm, "tensorrt": tensorrt},
+        "gpu": {
+            "status": status,
+            "driver_version": driver,
+            "cuda_driver_version": cuda,
+            "devices": list(devices),
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory) -> Path:
+    import tiny_models
+
+    return tiny_models.make_model("llama", tmp_path_factory.mktemp("merged"))
+
+
+def manifest(backend: str, model: Path, *, world=1, mode="none", trtllm="1.2.0") -> dict:
+    config = copy.deepcopy(CONFIG)
+    config["quantization"]["mode"] = mode
+    return {
+        "schema_version": 1,
+        "build_id": "sha256:" + "ab" * 32,
+        "backend": backend,
+        "inputs": {"model_dir": str(model), "config": config},
+        "environment": {
+            "trtllm_version": trtllm,
+            "tensorrt": "10.14.1",
+            "driver": "580.159.04",
+            "cuda_runtime": "13.0",
+            "gpu": {"name": "H200", "compute_capability": "9.0"},
+        },
+        "parallel": {"tp_size": world, "pp_size": 1, "world_size": world},
+        "artifact": {"engine": {"dir": "engine"}, "tokenizer": {"dir": "tokenizer"}}
+        if backend == "engine"
+        else {},
+        "verification": None,
+    }
+
+
+@pytest.fixture
+def pytorch_artifact(model: Path, tmp_path: Path):
+    def make(**kw) -> Path:
+        art = tmp_path / "art"
+        bundle.publish_bundle(art, model, CONFIG, kw.get("trtllm", "1.2.0"))
+        (art / "build.json").write_text(json.dumps(manifest("pytorch", model, **kw)))
+        return art
+
+    return make
+
+
+@pytest.fixture
+def engine_artifact(model: Path, tmp_path: Path):
+    def make(world=1, **kw) -> Path:
+        art = tmp_path / "eng"
+        (art / "engine").mkdir(parents=True, exist_ok=True)
+        (art / "engine" / "config.json").write_text("{}")
+        for r in range(world):
+            (art / "engine" / f"rank{r}.engine").write_bytes(b"x")
+        (art / "build.json").write_text(json.dumps(manifest("engine", model, world=world, **kw)))
+        return art
+
+    return make
+
+
+def run(art: Path, tmp_path: Path, f: dict, *extra: str) -> tuple[int, dict]:
+    path = tmp_path / "facts.json"
+    path.write_text(json.dumps(f))
+    code = verify.main(["--artifact", str(art), "--facts-json", str(path), "--no-golden", *extra])
+    return code, json.loads((art / "build.json").read_text())["verification"]
+
+
+def verdicts(report: dict) -> dict:
+    return {c["id"]: c["status"] for c in report["checks"]}
+
+
+def test_matching_machine_passes_and_writes_the_report(pytorch_artifact, tmp_path, capsys):
+    code, report = run(pytorch_artifact(), tmp_path, facts())
+    assert code == 0 and report["ok"] is True
+    got = verdicts(report)
+    assert got == {
+        "manifest": "pass",
+        "artifact": "pass",
+        "trtllm_version": "pass",
+        "tensorrt": "skip",
+        "gpu_arch": "pass",
+        "gpu_count": "pass",
+        "driver": "pass",
+        "golden": "skip",
+    }
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 8 and out[0].startswith("pass  manifest")
+
+
+def test_engine_on_the_machine_it_was_built_for(engine_artifact, tmp_path):
+    code, report = run(engine_artifact(), tmp_path, facts())
+    assert code == 0
+    assert verdicts(report)["tensorrt"] == "pass" and verdicts(report)["gpu_arch"] == "pass"
+
+
+@pytest.mark.parametrize(
+    ("kind", "machine", "check_id"),
+    [
+        ("engine", facts(devices=(A100,)), "gpu_arch"),  # other GPU
+        ("engine", facts(trtllm="1.1.0"), "trtllm_version"),  # other TensorRT-LLM
+        ("engine", facts(tensorrt="10.13.3"), "tensorrt"),
+        ("engine", facts(trtllm=None), "trtllm_version"),
+        ("engine", facts(devices=()), "gpu_arch"),  # no GPU at all
+        ("pytorch", facts(trtllm="1.0.0"), "trtllm_version"),  # other line than the bundle's
+        ("pytorch", facts(cuda="12.4"), "driver"),  # driver too old for the CUDA runtime
+    ],
+)
+def test_mismatching_machines_fail_the_named_check(
+    engine_artifact, pytorch_artifact, tmp_path, kind, machine, check_id
+):
+    art = engine_artifact() if kind == "engine" else pytorch_artifact()
+    code, report = run(art, tmp_path, machine)
+    assert code == 1 and report["ok"] is False
+    assert verdicts(report)[check_id] == "fail"
+
+
+def test_too_few_gpus_for_the_world_size(engine_artifact, tmp_path):
+    code, report = run(engine_artifact(world=2), tmp_path, facts())
+    assert code == 1 and verdicts(report)["gpu_count"] == "fail"
+    code, report = run(
+        engine_artifact(world=2), tmp_path, facts(devices=(H200, dict(H200, index=1)))
+    )
+    assert code == 0 and verdicts(report)["gpu_count"] == "pass"
+
+
+def test_a_missing_rank_engine_fails_the_artifact_check(engine_artifact, tmp_path):
+    art = engine_artifact(world=2)
+    (art / "engine" / "rank1.engine").unlink()
+    code, report = run(art, tmp_path, facts(devices=(H200, dict(H200, index=1))))
+    assert code == 1 and verdicts(report)["artifact"] == "fail"
+
+
+def test_a_patch_release_of_the_same_line_warns(pytorch_artifact, tmp_path):
+    code, report = run(pytorch_artifact(), tmp_path, facts(trtllm="1.2.1"))
+    assert code == 0 and verdicts(report)["trtllm_version"] == "warn"
+
+
+def test_fp8_bundle_on_a_gpu_without_fp8_fails(pytorch_artifact, tmp_path):
+    code, report = run(pytorch_artifact(mode="fp8"), tmp_path, facts(devices=(A100,)))
+    assert code == 1 and verdicts(report)["gpu_arch"] == "fail"
+
+
+def test_a_hand_edited_options_key_the_version_rejects_fails(pytorch_artifact, tmp_path):
+    art = pytorch_artifact()
+    with (art / "llm_api_options.yaml").open("a") as handle:
+        handle.write("use_cuda_graph: true\n")  # the 0.x key: TorchLlmArgs 1.x refuses it
+    code, report = run(art, tmp_path, facts())
+    assert code == 1 and verdicts(report)["trtllm_version"] == "fail"
+    assert "use_cuda_graph" in next(
+        c["message"] for c in report["checks"] if c["id"] == "trtllm_version"
+    )
+
+
+def test_unknown_facts_are_skipped_not_passed(pytorch_artifact, tmp_path):
+    machine = facts(status="error", devices=())
+    machine["gpu"]["detail"] = "nvidia-smi failed: NVML error"
+    machine["gpu"]["cuda_driver_version"] = None
+    machine["gpu"]["driver_version"] = None
+    _, report = run(pytorch_artifact(), tmp_path, machine)
+    got = verdicts(report)
+    assert got["gpu_arch"] == "skip" and got["gpu_count"] == "skip" and got["driver"] == "skip"
+    assert "pass" not in (got["gpu_arch"], got["gpu_count"], got["driver"])
+
+
+def test_no_build_json_is_bad_input(tmp_path, capsys):
+    assert verify.main(["--artifact", str(tmp_path), "--no-golden"]) == 2
+    assert "no build.json" in capsys.readouterr().err
+
+
+# --- golden prompts, with a stand-in for tensorrt_llm.LLM that runs transformers ----------------
+
+
+def fake_trtllm(shift: int = 0) -> types.ModuleType:
+    module = types.ModuleType("tensorrt_llm")
+
+    class SamplingParams:
+        def __init__(self, max_tokens, temperature, top_k):
+            assert temperature == 0.0 and top_k == 1
+            self.max_tokens = max_tokens
+
+    class LLM:
+        def __init__(self, model, **options):
+            assert "kv_cache_config" in options  # the bundle's options reach the LLM API
+            self.model = Path(model)
+
+        def generate(self, prompts, params):
+            tokens = verify.reference_tokens(self.model, prompts, params.max_tokens)
+            out = []
+            for toks in tokens:
+                toks = [t + shift for t in toks]
+                out.append(types.SimpleNamespace(outputs=[types.SimpleNamespace(token_ids=toks)]))
+            return out
+
+    module.LLM, module.SamplingParams = LLM, SamplingParams
+    return module
+
+
+@pytest.mark.parametrize(
+    ("shift", "mode", "status", "code"),
+    [(0, "none", "pass", 0), (1, "none", "fail", 1), (1, "fp8", "warn", 0)],
+)
+def test_golden_prompts_compare_greedy_tokens(
+    pytorch_artifact, tmp_path, monkeypatch, shift, mode, status, code
+):
+    monkeypatch.setitem(sys.modules, "tensorrt_llm", fake_trtllm(shift))
+    art = pytorch_artifact(mode=mode)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("w1 w2 w3\nw7 w8\n")
+    fpath = tmp_path / "f.json"
+    fpath.write_text(json.dumps(facts()))
+    args = [
+        "--artifact",
+        str(art),
+        "--facts-json",
+        str(fpath),
+        "--prompts",
+        str(prompts),
+        "--max-new-tokens",
+        "4",
+        "--min-match",
+        "4",
+    ]
+    assert verify.main(args) == code
+    report = json.loads((art / "build.json").read_text())["verification"]
+    assert verdicts(report)["golden"] == status
+    assert report["golden"]["prompts"] == 2
+    assert report["golden"]["passed"] == (2 if shift == 0 else 0)
+
+
+def test_golden_is_skipped_after_a_failed_check(pytorch_artifact, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt_llm", fake_trtllm())
+    art = pytorch_artifact()
+    fpath = tmp_path / "f.json"
+    fpath.write_text(json.dumps(facts(devices=())))
+    assert verify.main(["--artifact", str(art), "--facts-json", str(fpath)]) == 1
+    golden = next(
+        c
+        for c in json.loads((art / "build.json").read_text())["verification"]["checks"]
+        if c["id"] == "golden"
+    )
+    assert golden["status"] == "skip" and "earlier check failed" in golden["message"]
