@@ -115,13 +115,15 @@ def make_adapter(
     *,
     seed: int = 1,
     save_tokenizer: bool = False,
+    resize_vocab: int | None = None,
     **lora_kwargs,
 ) -> Path:
     """Write a PEFT adapter for the model in base_dir, made with get_peft_model + save_pretrained.
 
     lora_kwargs go to peft.LoraConfig (default: r=4, alpha=8, all linear layers of the family).
     Every adapter weight is random (PEFT initialises lora_B to zero, which would merge to a no-op).
-    For other tuners pass peft_config=<a peft config object>.
+    For other tuners pass peft_config=<a peft config object>. resize_vocab=N resizes the
+    token embeddings to N rows before the adapter is made (as training with added tokens does).
     """
     import torch
     from peft import LoraConfig, get_peft_model
@@ -129,6 +131,8 @@ def make_adapter(
 
     base = Path(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    if resize_vocab:
+        model.resize_token_embeddings(resize_vocab)
     peft_config = lora_kwargs.pop("peft_config", None)
     if peft_config is None:
         family = _family_of(base)

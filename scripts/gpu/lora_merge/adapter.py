@@ -72,8 +72,12 @@ _SUFFIXES = [
 _FULL_INFIXES = [
     (".modules_to_save.default.", "saved"),
     (".modules_to_save.", "saved"),
+    (".original_module.", "original"),
     (".base_layer.", "base_layer"),
 ]
+# Several full entries for one parameter: applied in this order, so the live copy wins.
+# "original" (the base a modules_to_save wrapper kept) is read by nobody and never applied.
+FULL_ORDER = {"original": -1, "base_layer": 0, "full": 1, "saved": 2}
 
 
 @dataclass
@@ -82,7 +86,7 @@ class Module:
 
     name: str
     parts: dict[str, str] = field(default_factory=dict)  # kind -> adapter key
-    full: dict[str, tuple[str, str]] = field(default_factory=dict)  # param -> (key, origin)
+    full: list[tuple[str, str, str]] = field(default_factory=list)  # (param, key, origin)
 
 
 @dataclass
@@ -226,5 +230,5 @@ def classify(path: Path, tensors: dict[str, TensorInfo]) -> dict[str, Module]:
             if "." in param:
                 raise bad_input("unknown_adapter_key", f"{path}: unknown adapter key {key!r}")
             mod = modules.setdefault(mod_name, Module(mod_name))
-            mod.full[param] = (key, origin)
+            mod.full.append((param, key, origin))
     return modules

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from lora_merge.base import BaseModel
-from lora_merge.errors import failed
+from lora_merge.errors import bad_input, failed
 from lora_merge.safetensors_io import DTYPES, FLOAT_DTYPES
 
 
@@ -31,8 +31,11 @@ def merge_with_peft(
     except ImportError as err:
         raise failed("missing_package", f"PEFT delegation needs {err.name}") from err
     target = getattr(torch, DTYPES[dtype or stored_float_dtype(base)][1])
-    model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
-    model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)
+        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+    except (ValueError, RuntimeError, KeyError, OSError) as err:
+        raise bad_input("peft_load_failed", f"{adapter_dir}: PEFT cannot load it: {err}") from err
     model = model.to(target)
     model.save_pretrained(out_dir, max_shard_size=max_shard)
     return str(target).removeprefix("torch.")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from lora_merge.adapter import Adapter, Module, unmatched_patterns
+from lora_merge.adapter import FULL_ORDER, Adapter, Module, unmatched_patterns
 from lora_merge.base import BaseModel
 from lora_merge.errors import bad_input
 from lora_merge.ops import Op
@@ -231,8 +231,10 @@ def _token_op(b: _Builder, adapter: Adapter, mod: Module) -> None:
 
 def _adapter_ops(b: _Builder, adapter: Adapter) -> None:
     for mod in adapter.modules.values():
-        for param, (key, origin) in mod.full.items():
-            b.replace(adapter, b.target(adapter, mod.name, param, key), key, origin)
+        for param, key, origin in sorted(mod.full, key=lambda e: FULL_ORDER[e[2]]):
+            target = b.target(adapter, mod.name, param, key)
+            if origin != "original":
+                b.replace(adapter, target, key, origin)
         known = {"A", "B", "EA", "EB", "M", "B_bias", "T"}
         if set(mod.parts) - known:  # pragma: no cover - classify only makes known kinds
             raise bad_input("unknown_adapter_key", f"{adapter.path}: {mod.name}")
