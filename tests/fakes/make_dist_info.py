@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("dest", help="directory to put on PYTHONPATH")
     parser.add_argument("pairs", nargs="*", metavar="NAME==VERSION")
     parser.add_argument("--stack", metavar="TRTLLM_VERSION", help=f"one of {', '.join(STACKS)}")
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
     try:
         packages = stack(args.stack) if args.stack else {}
         for pair in args.pairs:

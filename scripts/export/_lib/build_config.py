@@ -492,7 +492,8 @@ def load(path: str | Path, profile: str | None = None) -> BuildConfig:
     source = str(path)
     data, lines = _read_yaml(Path(path), source)
     if not isinstance(data, dict):
-        raise ConfigError(source, [Issue("wrong_type", "(top level)", 1, "expected a mapping")])
+        line = lines.get(())
+        raise ConfigError(source, [Issue("wrong_type", "(top level)", line, "expected a mapping")])
     profiles = data.get("profiles", {})
     if profiles is None:
         profiles = {}

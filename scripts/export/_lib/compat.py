@@ -56,29 +56,28 @@ def window_text(backend: str) -> str:
     return f"{w['min']} .. {w['max']}" if w["max"] else f"{w['min']} and newer"
 
 
+def _inside(backend: str, v: Version) -> bool:
+    w = tables()["backends"][backend]
+    low = Version(w["min"])
+    # Pre-releases of the first version belong to the window too (1.0.0rc1 for pytorch).
+    if v < low and Version(v.base_version) < low:
+        return False
+    return not (w["max"] and v > Version(w["max"]))
+
+
 def window_problem(backend: str, version_text: str) -> str | None:
     """None when `version_text` is inside the backend's window, else a one-line reason."""
     w = tables()["backends"][backend]
     v = parse_version(version_text)
     if v is None:
         return f"{version_text!r} is not a version"
-    low = Version(w["min"])
-    high = Version(w["max"]) if w["max"] else None
-    # Pre-releases of the first version belong to the window too (1.0.0rc1 for pytorch).
-    if v < low and Version(v.base_version) < low:
-        return _outside(backend, version_text, "older than")
-    if high is not None and v > high:
-        return _outside(backend, version_text, "newer than")
-    return None
-
-
-def _outside(backend: str, version_text: str, relation: str) -> str:
+    if _inside(backend, v):
+        return None
+    relation, bound = (
+        ("older than", w["min"]) if v < Version(w["min"]) else ("newer than", w["max"])
+    )
     other = "pytorch" if backend == "engine" else "engine"
-    w = tables()["backends"][backend]
-    bound = w["min"] if relation == "older than" else w["max"]
-    alt = ""
-    if window_problem(other, version_text) is None:
-        alt = f"; or use backend: {other} ({window_text(other)})"
+    alt = f"; or use backend: {other} ({window_text(other)})" if _inside(other, v) else ""
     return (
         f"TensorRT-LLM {version_text} is {relation} {bound}: the {backend} backend needs "
         f"{window_text(backend)}{alt}"
