@@ -562,12 +562,12 @@ def make_plan(
         )
     model_dir = str(Path(model_dir).resolve())
     model_config = require_hf_dir(model_dir)
+    family = detect(model_config, version) if backend == "engine" else None
     gpu = target_gpu(config, facts)
     shape = est.model_shape(model_config)
     dtype = est.resolve_dtype(config.get("dtype", "auto"), shape.checkpoint_dtype)
     python = (facts.get("python") or {}).get("executable") or "python3"
     notes: list[str] = []
-    family = None
     steps: list[dict]
     route = None
     cache_file = None
@@ -581,7 +581,6 @@ def make_plan(
         )
     ]
     if backend == "engine":
-        family = detect(model_config, version)
         notes += family.notes
         checks.append(
             _check("family", "pass", f"{family.hf_architecture} -> {family.name} ({family.script})")

@@ -1,0 +1,596 @@
+"""plan.py: every emitted command parses against the recorded CLI of its version; checks; exits."""
+
+from __future__ import annotations
+
+import copy
+import importlib.machinery
+import json
+import subprocess
+import sys
+import time
+import types
+from pathlib import Path
+
+import build_config
+import modelopt_quantize
+import plan
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "hf_configs"
+sys.path.insert(0, str(REPO / "tests" / "contracts"))
+import cli_contract as cc  # noqa: E402
+
+VERSIONS = ("0.12.0", "0.16.0", "1.2.0")
+
+
+@pytest.fixture(scope="module")
+def base_config():
+    return build_config.resolve(REPO / "configs" / "export" / "tensorrt_llm.yaml")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    made = {}
+    for path in FIXTURES.glob("*.json"):
+        if path.name == "checkpoints.json":
+            continue
+        d = root / path.stem
+        d.mkdir()
+        (d / "config.json").write_text(path.read_text())
+        made[path.stem] = d
+    return made
+
+
+def config_with(base, **changes):
+    """A copy of the resolved config with dotted keys changed: config_with(b, **{"a.b": 1})."""
+    doc = copy.deepcopy(base)
+    for dotted, value in changes.items():
+        node = doc["config"]
+        *parents, last = dotted.split(".")
+        for part in parents:
+            node = node[part]
+        node[last] = value
+    return doc
+
+
+def facts(version=None, gpus=0, name="NVIDIA H200", cc="9.0", mib=143771):
+    devices = [
+        {"index": i, "name": name, "compute_capability": cc, "memory_total_mib": mib}
+        for i in range(gpus)
+    ]
+    return {
+        "schema_version": 1,
+        "gpu": {"status": "ok" if gpus else "absent", "devices": devices},
+        "python": {"executable": "python3", "version": "3.12.3"},
+        "packages": {"tensorrt_llm": version},
+        "disk": {"free_bytes": None},
+        "memory": {"available_bytes": None},
+    }
+
+
+def make(base, model, version="1.2.0", installed=True, gpus=1, cache_dir=None, **changes):
+    doc = config_with(base, **{"target.trtllm_version": version, **changes})
+    return plan.make_plan(
+        doc,
+        facts(version if installed else None, gpus=gpus),
+        model,
+        "/stage",
+        cache_dir=cache_dir,
+        examples_dir="/ex",
+    )
+
+
+def step(p: dict, name: str) -> dict:
+    return next(s for s in p["steps"] if s["name"] == name)
+
+
+def assert_parses(tool: str, version: str, argv: list[str], family=None) -> dict:
+    record = cc.load_record(tool, version, family)
+    assert cc.check_argv(record, argv) == [], (tool, version, family, argv)
+    return record
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+# (fixture, family record, versions with a recorded convert script at or below them)
+CONVERT_CASES = [
+    ("llama-3.1-8b", "llama", VERSIONS),
+    ("mixtral-8x7b-v0.1", "llama", VERSIONS),
+    ("qwen2.5-7b", "qwen", VERSIONS),
+    ("qwen3-8b", "qwen", ("1.2.0",)),
+    ("gemma-2-9b", "gemma", ("0.16.0", "1.2.0")),
+    ("phi-3-mini-4k-instruct", "phi", ("1.2.0",)),
+    ("falcon-7b", "falcon", ("1.2.0",)),
+    ("gpt2", "gpt", ("0.16.0", "1.2.0")),
+    ("starcoder2-7b", "gpt", ("0.16.0", "1.2.0")),
+    ("glm-4-9b-chat", "glm", ("1.2.0",)),
+    ("baichuan2-7b-base", "baichuan", ("1.2.0",)),
+    ("internlm2-7b", "internlm2", ("1.2.0",)),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "fam", "version"),
+    [(n, f, v) for n, f, versions in CONVERT_CASES for v in versions],
+)
+def test_convert_and_build_parse_against_the_recorded_cli(base_config, models, name, fam, version):
+    p = make(base_config, models[name], version, gpus=8, **{"build.max_seq_len": 4096})
+    assert [s["name"] for s in p["steps"]] == ["convert", "build"]
+    convert = step(p, "convert")
+    record = assert_parses("convert_checkpoint", version, convert["argv"][2:], fam)
+    assert convert["argv"][0] == "python3"
+    if record["record_version"] == "1.2":  # the 1.2 records carry the new examples layout
+        assert convert["argv"][1] == "/ex/" + record["script_path"].removeprefix("examples/")
+    build = assert_parses("trtllm-build", version, step(p, "build")["argv"][1:])
+    if version != "0.12.0":
+        assert cc.deprecated_flags(build, step(p, "build")["argv"]) == []
+
+
+def test_commandr_plan_parses_against_its_record(base_config, tmp_path):
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "architectures": ["CohereForCausalLM"],
+                "model_type": "cohere",
+                "hidden_size": 8192,
+                "num_hidden_layers": 40,
+                "num_attention_heads": 64,
+                "num_key_value_heads": 64,
+                "intermediate_size": 22528,
+                "vocab_size": 256000,
+                "max_position_embeddings": 8192,
+                "torch_dtype": "float16",
+            }
+        )
+    )
+    p = make(base_config, tmp_path, "1.2.0", gpus=8, **{"parallel.tp_size": 4})
+    assert_parses("convert_checkpoint", "1.2.0", step(p, "convert")["argv"][2:], "commandr")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+@pytest.mark.parametrize(
+    ("mode", "kv"),
+    [
+        ("int8_weight_only", "auto"),
+        ("int4_weight_only", "auto"),
+        ("int8_sq", "auto"),
+        ("none", "int8"),
+        ("int8_weight_only", "int8"),
+    ],
+)
+def test_convert_script_quantization_flags_parse(base_config, models, tmp_path, version, mode, kv):
+    data = tmp_path / "calib.jsonl"
+    data.write_text('{"text": "hello"}\n')
+    for name, fam in (("llama-3.1-8b", "llama"), ("qwen2.5-7b", "qwen"), ("gemma-2-9b", "gemma")):
+        if fam == "gemma" and version == "0.12.0":
+            continue
+        p = make(
+            base_config,
+            models[name],
+            version,
+            **{
+                "quantization.mode": mode,
+                "quantization.kv_cache_dtype": kv,
+                "quantization.calibration.dataset": str(data),
+                "build.max_seq_len": 4096,
+            },
+        )
+        assert p["quantization"]["route"] == "convert"
+        assert_parses("convert_checkpoint", version, step(p, "convert")["argv"][2:], fam)
+        calibrates = mode == "int8_sq" or kv == "int8"
+        assert ("calib" in [s["name"] for s in p["steps"]]) == calibrates
+
+
+@pytest.mark.parametrize("mode", ["fp8", "int4_awq", "w4a8_awq", "nvfp4"])
+@pytest.mark.parametrize("kv", ["auto", "fp8"])
+def test_quantize_py_commands_parse_at_1_2(base_config, models, tmp_path, mode, kv):
+    data = tmp_path / "calib.txt"
+    data.write_text("one\ntwo\n")
+    p = make(
+        base_config,
+        models["qwen2.5-7b"],
+        "1.2.0",
+        **{
+            "quantization.mode": mode,
+            "quantization.kv_cache_dtype": kv,
+            "quantization.calibration.dataset": str(data),
+        },
+    )
+    assert [s["name"] for s in p["steps"]] == ["calib", "quantize", "build"]
+    quantize = step(p, "quantize")
+    assert quantize["argv"][1] == "/ex/quantization/quantize.py"
+    parsed = cc.parse_argv(
+        assert_parses("quantize", "1.2.0", quantize["argv"][2:]), quantize["argv"][2:]
+    )
+    assert parsed["calib_dataset"] == step(p, "calib")["output"] == "/stage/calib"
+    assert parsed.get("kv_cache_dtype") == (None if kv == "auto" else kv)
+    assert_parses("trtllm-build", "1.2.0", step(p, "build")["argv"][1:])
+
+
+def test_calib_step_writes_the_local_dataset_dir_quantize_reads(base_config, models, tmp_path):
+    import calib_data
+
+    data = tmp_path / "chat.jsonl"
+    data.write_text(
+        '{"messages": [{"role": "user", "content": "hi"}]}\n{"prompt": "a", "completion": "b"}\n'
+    )
+    p = make(
+        base_config,
+        models["qwen2.5-7b"],
+        "1.2.0",
+        **{
+            "quantization.mode": "fp8",
+            "quantization.calibration.dataset": str(data),
+            "quantization.calibration.num_samples": 1,
+        },
+    )
+    argv = step(p, "calib")["argv"]
+    out = tmp_path / "calib"
+    argv[argv.index("--output-dir") + 1] = str(out)
+    assert calib_data.main(argv[2:]) == 0
+    assert [json.loads(x) for x in (out / "train.jsonl").read_text().splitlines()] == [
+        {"text": "hi"}
+    ]
+
+
+def test_without_trtllm_fp8_is_a_modelopt_step_with_the_agreed_cli(base_config, models, tmp_path):
+    data = tmp_path / "calib.jsonl"
+    data.write_text('{"text": "x"}\n')
+    p = make(
+        base_config,
+        models["llama-3.1-8b"],
+        "1.2.0",
+        installed=False,
+        gpus=0,
+        **{
+            "quantization.mode": "fp8",
+            "quantization.kv_cache_dtype": "fp8",
+            "quantization.calibration.dataset": str(data),
+        },
+    )
+    assert p["quantization"]["route"] == "modelopt"
+    argv = step(p, "quantize")["argv"]
+    assert argv[1].endswith("scripts/export/_lib/modelopt_quantize.py")
+    args = modelopt_quantize.build_parser().parse_args(argv[2:])
+    assert (args.qformat, args.kv_cache_dtype, args.export) == ("fp8", "fp8", "trtllm")
+    assert str(args.calib_data) == str(data)
+    assert any("ModelOpt" in note for note in p["notes"])
+
+
+# --------------------------------------------------------------------------- version handling
+
+
+def test_kv_cache_flag_follows_the_version(base_config, models):
+    old = step(make(base_config, models["llama-3.1-8b"], "0.12.0"), "build")["argv"]
+    new = step(make(base_config, models["llama-3.1-8b"], "0.16.0"), "build")["argv"]
+    assert "--paged_kv_cache" in old and "--kv_cache_type" not in old
+    assert "--kv_cache_type" in new and "--paged_kv_cache" not in new
+
+
+@pytest.mark.parametrize(
+    ("version", "changes", "needle"),
+    [
+        ("0.16.0", {"quantization.mode": "nvfp4"}, "0.17.0"),
+        ("0.16.0", {"build.gemm_plugin": "nvfp4"}, "0.16.0"),
+        ("0.12.0", {"build.kv_cache_type": "disabled"}, "0.13.0"),
+        ("1.4.0", {}, "window"),
+        ("0.11.0", {}, "window"),
+    ],
+)
+def test_a_setting_the_version_cannot_honour_exits_2_naming_it(
+    base_config, models, tmp_path, capsys, version, changes, needle
+):
+    data = tmp_path / "c.txt"
+    data.write_text("x\n")
+    doc = config_with(base_config, **{"quantization.calibration.dataset": str(data), **changes})
+    code = run_main(tmp_path, doc, facts(version, gpus=1), models["llama-3.1-8b"])
+    out = capsys.readouterr()
+    assert code == 2 and out.out == ""
+    assert needle in out.err and len(out.err.strip().splitlines()) == 1
+
+
+def test_installed_version_wins_over_the_config_target(base_config, models):
+    doc = config_with(base_config, **{"target.trtllm_version": "1.2.0"})
+    p = plan.make_plan(
+        doc, facts("0.16.0", gpus=1), models["llama-3.1-8b"], "/s", examples_dir="/e"
+    )
+    assert (p["trtllm_version"], p["trtllm_version_source"]) == ("0.16.0", "installed")
+    assert p["cli_record_version"] == "0.16.0"
+    p = plan.make_plan(doc, facts(None, gpus=0), models["llama-3.1-8b"], "/s", examples_dir="/e")
+    assert (p["trtllm_version"], p["trtllm_version_source"]) == ("1.2.0", "config")
+    assert p["gpu"]["source"] == "config" and p["gpu"]["name"] == "H100"
+
+
+def test_float32_checkpoints_build_in_float16_with_auto(base_config, models):
+    p = make(base_config, models["gemma-2-9b"], "1.2.0")
+    argv = step(p, "convert")["argv"]
+    assert argv[argv.index("--dtype") + 1] == "float16" == p["dtype"]
+
+
+# --------------------------------------------------------------------------- bad input -> exit 2
+
+
+def run_main(tmp_path, doc, fact, model, *extra):
+    cfg, fct = tmp_path / "config.json", tmp_path / "facts.json"
+    cfg.write_text(json.dumps(doc))
+    fct.write_text(json.dumps(fact))
+    argv = [
+        "--config-json",
+        str(cfg),
+        "--facts-json",
+        str(fct),
+        "--model-dir",
+        str(model),
+        "--staging",
+        str(tmp_path / "stage"),
+        "--examples-dir",
+        "/ex",
+        *extra,
+    ]
+    return plan.main(argv)
+
+
+@pytest.mark.parametrize(
+    ("name", "changes", "check_id", "fix"),
+    [
+        ("llama-3.1-8b", {"parallel.tp_size": 3}, "tp_heads", "1, 2, 4, 8, 16"),
+        ("qwen2.5-7b", {"parallel.tp_size": 8}, "tp_heads", "one of 1, 2, 4)"),
+        ("phi-3-mini-4k-instruct", {"parallel.pp_size": 2}, "pp_layers", "pp_size: 1"),
+        ("gemma-2-9b", {"parallel.pp_size": 2}, "pp_layers", "pp_size: 1"),
+        ("gpt2", {"parallel.pp_size": 16}, "pp_layers", "at most 12"),
+        ("mistral-7b-v0.1", {"build.max_seq_len": 65536}, "max_seq_len", "at most 32768"),
+        ("llama-3.1-70b", {}, "weights_fit", "parallel.tp_size: 2"),
+        (
+            "llama-3.1-8b",
+            {
+                "quantization.mode": "fp8",
+                "target.gpus": [{"name": "A100", "compute_capability": "8.0", "memory_gib": 80}],
+            },
+            "gpu_precision",
+            "quantization.mode",
+        ),
+        (
+            "llama-3.1-8b",
+            {
+                "build.max_seq_len": 131072,
+                "build.max_input_len": 4096,
+                "target.gpus": [{"name": "L4", "compute_capability": "8.9", "memory_gib": 24}],
+            },
+            "kv_capacity",
+            "max_seq_len",
+        ),
+    ],
+)
+def test_failed_checks_exit_2_with_one_line_each_and_no_stdout(
+    base_config, models, tmp_path, capsys, name, changes, check_id, fix
+):
+    data = tmp_path / "c.txt"
+    data.write_text("x\n")
+    doc = config_with(base_config, **{"quantization.calibration.dataset": str(data), **changes})
+    assert run_main(tmp_path, doc, facts(None), models[name]) == 2
+    out = capsys.readouterr()
+    assert out.out == ""
+    lines = out.err.strip().splitlines()
+    assert any(ln.startswith(f"plan.py: {check_id}: ") and fix in ln for ln in lines), lines
+    assert run_main(tmp_path, doc, facts(None), models[name], "--keep-going") == 2
+    kept = json.loads(capsys.readouterr().out)
+    assert kept["ok"] is False
+    assert any(c["id"] == check_id and c["status"] == "fail" for c in kept["checks"])
+
+
+def test_rope_scaling_turns_a_long_max_seq_len_into_a_warning(base_config, models):
+    p = make(base_config, models["llama-3.1-8b"], **{"build.max_seq_len": 262144})
+    check = next(c for c in p["checks"] if c["id"] == "max_seq_len")
+    assert check["status"] == "warn" and "rope scaling" in check["message"]
+
+
+def test_short_max_seq_len_warns_about_the_model_context(base_config, models):
+    p = make(base_config, models["qwen2.5-7b"], **{"build.max_seq_len": 8192})
+    check = next(c for c in p["checks"] if c["id"] == "max_seq_len")
+    assert check["status"] == "warn" and "131072" in check["message"]
+
+
+@pytest.mark.parametrize(
+    ("model_kind", "needle"),
+    [("trtllm_checkpoint", "where a Hugging Face"), ("unsupported", "MambaForCausalLM")],
+)
+def test_wrong_or_unsupported_model_exits_2(base_config, tmp_path, capsys, model_kind, needle):
+    model = tmp_path / "model"
+    model.mkdir()
+    content = {"architecture": "LlamaForCausalLM", "mapping": {"world_size": 1}}
+    if model_kind == "unsupported":
+        content = {"architectures": ["MambaForCausalLM"], "model_type": "mamba", "hidden_size": 8}
+    (model / "config.json").write_text(json.dumps(content))
+    assert run_main(tmp_path, base_config, facts("1.2.0"), model) == 2
+    out = capsys.readouterr()
+    assert out.out == "" and needle in out.err
+
+
+def test_without_calibration_data_quantization_exits_2(base_config, models, tmp_path, capsys):
+    doc = config_with(base_config, **{"quantization.mode": "fp8"})
+    assert run_main(tmp_path, doc, facts("1.2.0", gpus=1), models["qwen2.5-7b"]) == 2
+    assert "quantization.calibration.dataset" in capsys.readouterr().err
+
+
+def test_without_trtllm_int8_smoothquant_cannot_use_modelopt(base_config, models, tmp_path, capsys):
+    data = tmp_path / "c.txt"
+    data.write_text("x\n")
+    doc = config_with(
+        base_config,
+        **{"quantization.mode": "int8_sq", "quantization.calibration.dataset": str(data)},
+    )
+    # llama's convert script does smoothquant itself: fine without TensorRT-LLM installed
+    assert run_main(tmp_path, doc, facts(None), models["llama-3.1-8b"]) == 0
+    capsys.readouterr()
+    # falcon's does not, and ModelOpt alone has no int8_sq export here
+    assert run_main(tmp_path, doc, facts(None), models["falcon-7b"]) == 2
+    assert "TensorRT-LLM is not installed" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- plan details
+
+
+def test_timing_cache_is_per_gpu_and_version_and_read_only_when_present(
+    base_config, models, tmp_path
+):
+    p = make(base_config, models["llama-3.1-8b"], cache_dir=str(tmp_path))
+    cache = tmp_path / "h200-sm90-trt1.2.0" / "timing.cache"
+    argv = step(p, "build")["argv"]
+    assert p["timing_cache"] == str(cache)
+    assert argv[argv.index("--output_timing_cache") + 1] == str(cache)
+    assert "--input_timing_cache" not in argv
+    cache.parent.mkdir()
+    cache.write_bytes(b"x")
+    argv = step(make(base_config, models["llama-3.1-8b"], cache_dir=str(tmp_path)), "build")["argv"]
+    assert argv[argv.index("--input_timing_cache") + 1] == str(cache)
+    off = make(
+        base_config,
+        models["llama-3.1-8b"],
+        cache_dir=str(tmp_path),
+        **{"build.timing_cache": False},
+    )
+    assert "--output_timing_cache" not in step(off, "build")["argv"]
+
+
+def test_workers_are_capped_by_visible_gpus_and_fewer_gpus_warn(base_config, models):
+    p = make(
+        base_config, models["llama-3.1-70b"], gpus=2, **{"parallel.tp_size": 4, "build.workers": 4}
+    )
+    argv = step(p, "build")["argv"]
+    assert argv[argv.index("--workers") + 1] == "2"
+    world = next(c for c in p["checks"] if c["id"] == "world_size")
+    assert world["status"] == "warn" and "one after another" in world["message"]
+    step_tp = step(p, "convert")["argv"]
+    assert step_tp[step_tp.index("--tp_size") + 1] == "4"
+
+
+def test_plan_document_carries_the_contract_fields(base_config, models):
+    p = make(base_config, models["llama-3.1-8b"])
+    for key in (
+        "schema_version",
+        "backend",
+        "family",
+        "hf_architecture",
+        "trtllm_version",
+        "trtllm_version_source",
+        "gpu",
+        "world_size",
+        "steps",
+        "checks",
+        "estimates",
+    ):
+        assert key in p
+    assert p["schema_version"] == 1 and p["ok"] is True
+    for s in p["steps"]:
+        assert set(s) >= {"name", "argv", "log", "output"}
+        assert all(isinstance(a, str) for a in s["argv"])
+    for c in p["checks"]:
+        assert set(c) == {"id", "status", "message", "fix"}
+        assert c["status"] in ("pass", "warn", "fail", "skip")
+
+
+def test_argv_show_and_get_subcommands(base_config, models, tmp_path, capsys):
+    p = make(base_config, models["gemma-2-9b"], "0.16.0")
+    path = tmp_path / "plan.json"
+    path.write_text(json.dumps(p))
+    assert plan.main(["argv", "--plan", str(path), "--step", "convert"]) == 0
+    raw = capsys.readouterr().out
+    assert raw.endswith("\0")
+    assert raw.split("\0")[:-1] == step(p, "convert")["argv"]
+    assert "--ckpt-type" in raw.split("\0")
+    assert plan.main(["argv", "--plan", str(path), "--step", "nope"]) == 2
+    assert "convert, build" in capsys.readouterr().err
+    assert plan.main(["show", "--plan", str(path)]) == 0
+    shown = capsys.readouterr().out
+    for word in ("commands", "checks", "estimates", "trtllm-build", "KV bytes/token"):
+        assert word in shown
+    assert plan.main(["get", "--plan", str(path), "--key", "world_size"]) == 0
+    assert capsys.readouterr().out == "1\n"
+    assert plan.main(["get", "--plan", str(path), "--key", "steps"]) == 2
+
+
+def test_installed_trtllm_build_parser_is_consulted(base_config, models, monkeypatch):
+    pkg = types.ModuleType("tensorrt_llm")
+    pkg.__spec__ = importlib.machinery.ModuleSpec("tensorrt_llm", None)
+    build_mod = types.ModuleType("tensorrt_llm.commands.build")
+    seen = []
+
+    def parse_arguments():
+        seen.append(list(sys.argv))
+        if "--gemm_plugin" in sys.argv:
+            print("trtllm-build: error: unrecognized arguments: --gemm_plugin", file=sys.stderr)
+            raise SystemExit(2)
+
+    build_mod.parse_arguments = parse_arguments
+    monkeypatch.setitem(sys.modules, "tensorrt_llm", pkg)
+    monkeypatch.setitem(sys.modules, "tensorrt_llm.commands", types.ModuleType("x"))
+    monkeypatch.setitem(sys.modules, "tensorrt_llm.commands.build", build_mod)
+    p = make(base_config, models["llama-3.1-8b"])
+    check = next(c for c in p["checks"] if c["id"] == "installed_cli")
+    assert check["status"] == "fail" and "--gemm_plugin" in check["message"]
+    assert seen[0][0] == "trtllm-build" and seen[0][1:] == step(p, "build")["argv"][1:]
+    assert sys.argv[0] != "trtllm-build"  # restored
+
+
+def test_pytorch_backend_uses_its_planner_and_keeps_checks(base_config, models, tmp_path):
+    import pytorch_plan
+
+    data = tmp_path / "c.jsonl"
+    data.write_text('{"text": "x"}\n')
+    doc = config_with(
+        base_config,
+        **{
+            "backend": "pytorch",
+            "quantization.mode": "fp8",
+            "quantization.calibration.dataset": str(data),
+        },
+    )
+    p = plan.make_plan(doc, facts("1.2.0", gpus=1), models["qwen2.5-7b"], "/stage")
+    expected = pytorch_plan.plan_steps(
+        doc["config"], facts("1.2.0", gpus=1), str(models["qwen2.5-7b"].resolve()), "/stage"
+    )
+    assert p["steps"] == expected
+    assert p["family"] is None and p["backend"] == "pytorch"
+    assert {"tp_heads", "weights_fit", "kv_capacity"} <= {c["id"] for c in p["checks"]}
+    old = config_with(base_config, **{"backend": "pytorch", "target.trtllm_version": "0.16.0"})
+    with pytest.raises(plan.PlanError, match="window"):
+        plan.make_plan(old, facts(None), models["qwen2.5-7b"], "/stage")
+
+
+def test_pytorch_backend_without_its_planner_exits_2(base_config, models, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pytorch_plan", None)  # import raises ImportError
+    doc = config_with(base_config, **{"backend": "pytorch"})
+    with pytest.raises(plan.PlanError) as err:
+        plan.make_plan(doc, facts("1.2.0", gpus=1), models["qwen2.5-7b"], "/stage")
+    assert err.value.code == 2 and "pytorch_plan" in str(err.value)
+
+
+def test_dry_run_plan_of_an_8b_model_takes_under_2_seconds(base_config, models, tmp_path):
+    cfg, fct = tmp_path / "config.json", tmp_path / "facts.json"
+    cfg.write_text(json.dumps(base_config))
+    fct.write_text(json.dumps(facts(None)))
+    start = time.perf_counter()
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "scripts/export/_lib/plan.py"),
+            "--config-json",
+            str(cfg),
+            "--facts-json",
+            str(fct),
+            "--model-dir",
+            str(models["llama-3.1-8b"]),
+            "--staging",
+            str(tmp_path / "s"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["family"] == "llama"
+    assert elapsed < 2.0
