@@ -409,10 +409,21 @@ def test_wrong_or_unsupported_model_exits_2(base_config, tmp_path, capsys, model
     assert out.out == "" and needle in out.err
 
 
-def test_without_calibration_data_quantization_exits_2(base_config, models, tmp_path, capsys):
+def test_without_calibration_data_quantize_py_warns_and_modelopt_exits_2(
+    base_config, models, tmp_path, capsys
+):
     doc = config_with(base_config, **{"quantization.mode": "fp8"})
-    assert run_main(tmp_path, doc, facts("1.2.0", gpus=1), models["qwen2.5-7b"]) == 2
+    p = make(base_config, models["qwen2.5-7b"], **{"quantization.mode": "fp8"})
+    check = next(c for c in p["checks"] if c["id"] == "calibration")
+    assert check["status"] == "warn" and "Hugging Face Hub" in check["message"]
+    assert "--calib_dataset" not in step(p, "quantize")["argv"]
+    assert run_main(tmp_path, doc, facts(None), models["qwen2.5-7b"]) == 2
     assert "quantization.calibration.dataset" in capsys.readouterr().err
+    data = tmp_path / "c.parquet"
+    data.write_bytes(b"PAR1")
+    doc = config_with(doc, **{"quantization.calibration.dataset": str(data)})
+    assert run_main(tmp_path, doc, facts(None), models["qwen2.5-7b"]) == 2
+    assert ".jsonl or .txt" in capsys.readouterr().err
 
 
 def test_without_trtllm_int8_smoothquant_cannot_use_modelopt(base_config, models, tmp_path, capsys):
@@ -594,3 +605,46 @@ def test_dry_run_plan_of_an_8b_model_takes_under_2_seconds(base_config, models, 
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["family"] == "llama"
     assert elapsed < 2.0
+
+
+# --------------------------------------------------------------------------- calib_data.py
+
+
+@pytest.mark.parametrize(
+    ("suffix", "body", "expected"),
+    [
+        (".txt", "first\n\nsecond\nthird\n", ["first", "second"]),
+        (".jsonl", '{"text": "a"}\n{"prompt": "b", "completion": "c"}\n', ["a", "bc"]),
+        (".json", '["x", {"messages": [{"role": "user", "content": "y"}]}]', ["x", "y"]),
+    ],
+)
+def test_calib_data_writes_the_first_n_samples_as_text_lines(
+    tmp_path, capsys, suffix, body, expected
+):
+    import calib_data
+
+    src = tmp_path / f"data{suffix}"
+    src.write_text(body)
+    out = tmp_path / "out"
+    assert (
+        calib_data.main(["--input", str(src), "--output-dir", str(out), "--num-samples", "2"]) == 0
+    )
+    lines = (out / "train.jsonl").read_text().splitlines()
+    assert [json.loads(x)["text"] for x in lines] == expected
+    assert json.loads(capsys.readouterr().out)["samples"] == 2
+
+
+def test_calib_data_copies_parquet_and_refuses_bad_input(tmp_path, capsys):
+    import calib_data
+
+    src = tmp_path / "d.parquet"
+    src.write_bytes(b"PAR1data")
+    assert calib_data.main(["--input", str(src), "--output-dir", str(tmp_path / "p")]) == 0
+    assert (tmp_path / "p" / "train.parquet").read_bytes() == b"PAR1data"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{not json\n")
+    capsys.readouterr()
+    assert calib_data.main(["--input", str(bad), "--output-dir", str(tmp_path / "b")]) == 2
+    assert not (tmp_path / "b").exists()
+    assert "bad.jsonl:1" in capsys.readouterr().err
+    assert calib_data.main(["--input", str(tmp_path / "x.csv"), "--output-dir", str(tmp_path)]) == 2

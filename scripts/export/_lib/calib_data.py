@@ -5,10 +5,12 @@ Usage:
   calib_data.py --input FILE --output-dir DIR [--num-samples N]
 
 FILE: .jsonl (one JSON object a line with "text", "prompt" (+ "completion") or "messages"
-[{"role", "content"}]) or .txt (one sample per non-empty line). DIR gets train.jsonl with the
-first N samples as {"text": ...} lines: quantize.py and the convert scripts load a local dataset
-dir as its train split with a text column, so nothing is downloaded (issue #5247 upstream).
-Prints {"schema_version": 1, "samples": N, "sha256": ...} on stdout. Exit 2 on bad input.
+[{"role", "content"}]), .json (a list of such objects or of strings) or .txt (one sample per
+non-empty line). DIR gets train.jsonl with the first N samples as {"text": ...} lines:
+quantize.py and the convert scripts load a local dataset dir as its train split with a text
+column, so nothing is downloaded (upstream issue #5247). A .parquet file is copied as
+DIR/train.parquet unread (it must have a "text" column). Prints {"schema_version": 1,
+"samples": N or null, "sha256": ...} on stdout. Exit 2 on bad input, nothing written.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import sys
 from pathlib import Path
 
 SCHEMA_VERSION = 1
+SUFFIXES = (".jsonl", ".json", ".txt", ".parquet")
 
 
 class CalibError(Exception):
@@ -40,6 +43,18 @@ def _text(obj, where: str) -> str:
 
 
 def samples(path: Path, limit: int) -> list[str]:
+    if path.suffix == ".json":
+        try:
+            items = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError as err:
+            raise CalibError(f"{path}: not JSON ({err})") from None
+        if not isinstance(items, list):
+            raise CalibError(f"{path}: expected a JSON list of samples")
+        texts = [i if isinstance(i, str) else _text(i, f"{path}[{n}]") for n, i in enumerate(items)]
+        texts = [t for t in texts if t.strip()][:limit]
+        if not texts:
+            raise CalibError(f"{path}: no calibration samples")
+        return texts
     out: list[str] = []
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
@@ -61,6 +76,17 @@ def samples(path: Path, limit: int) -> list[str]:
     return out
 
 
+def _copy_parquet(src: Path, out_dir: Path) -> int:
+    data = src.read_bytes()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / "train.parquet.partial"
+    partial.write_bytes(data)
+    os.replace(partial, out_dir / "train.parquet")
+    digest = hashlib.sha256(data).hexdigest()
+    print(json.dumps({"schema_version": SCHEMA_VERSION, "samples": None, "sha256": digest}))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="calib_data.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--input", type=Path, required=True)
@@ -68,10 +94,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-samples", type=int, default=512)
     args = parser.parse_args(argv)
     try:
-        if args.input.suffix not in (".jsonl", ".txt") or not args.input.is_file():
-            raise CalibError(f"{args.input}: expected an existing .jsonl or .txt file")
+        if args.input.suffix not in SUFFIXES or not args.input.is_file():
+            raise CalibError(f"{args.input}: expected an existing {'/'.join(SUFFIXES)} file")
         if args.num_samples < 1:
             raise CalibError("--num-samples must be at least 1")
+        if args.input.suffix == ".parquet":
+            return _copy_parquet(args.input, args.output_dir)
         texts = samples(args.input, args.num_samples)
     except (OSError, UnicodeDecodeError) as err:
         print(f"calib_data.py: {args.input}: {err}", file=sys.stderr)

@@ -115,15 +115,8 @@ def convert_step(
     if kv_dtype == "int8":
         argv += ["--int8_kv_cache"]
         calibrates = True
-    if calibrates:
-        if not calib_dir:
-            raise PlanError(
-                "smoothquant / int8 KV cache calibrate on sample text: set "
-                "quantization.calibration.dataset to a local .jsonl or .txt file",
-                error_id="calibration_missing",
-            )
-        if family.calib_dataset_flag:
-            argv += ["--calib_dataset", calib_dir]
+    if calibrates and calib_dir and family.calib_dataset_flag:
+        argv += ["--calib_dataset", calib_dir]
     return {
         "name": "convert",
         "argv": argv,
@@ -161,12 +154,6 @@ def quantize_step(
             f"planned for {version}",
             error_id="version_lacks_setting",
         )
-    if not calib_dir:
-        raise PlanError(
-            f"quantize.py calibrates ({qformat}): set quantization.calibration.dataset to a "
-            "local .jsonl or .txt file (nothing is downloaded)",
-            error_id="calibration_missing",
-        )
     seq_flag = next(
         r["flag"] for r in qp["calib_max_seq_length_flag"] if at_least(version, r["since"])
     )
@@ -184,9 +171,9 @@ def quantize_step(
     ]
     if kv_dtype in ("fp8", "int8"):
         argv += ["--kv_cache_dtype", kv_dtype]
+    if calib_dir:
+        argv += ["--calib_dataset", calib_dir]
     argv += [
-        "--calib_dataset",
-        calib_dir,
         "--calib_size",
         str(calib_size),
         seq_flag,

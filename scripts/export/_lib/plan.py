@@ -475,11 +475,11 @@ def _engine_steps(
                 "TensorRT-LLM to use its quantize.py",
                 error_id="version_lacks_setting",
             )
-        if calib_path and not Path(calib_path).is_file():
+        if calib_path and Path(calib_path).suffix not in (".jsonl", ".txt"):
             raise PlanError(
-                "ModelOpt reads quantization.calibration.dataset as a .jsonl or .txt "
-                f"file; {calib_path} is a directory",
-                error_id="calibration_missing",
+                "without TensorRT-LLM, ModelOpt reads quantization.calibration.dataset as a "
+                f".jsonl or .txt file; got {calib_path}",
+                error_id="calibration_format",
             )
         notes.append(
             f"TensorRT-LLM is not installed: quantization planned with ModelOpt "
@@ -519,6 +519,27 @@ def _engine_steps(
         )
     )
     return steps, route, cache_file
+
+
+def _calibration_checks(config: dict, route: str) -> list[dict]:
+    quant = config.get("quantization") or {}
+    calibrates = route in ("quantize", "modelopt") or (
+        quant.get("mode") == "int8_sq" or quant.get("kv_cache_dtype") == "int8"
+    )
+    if not calibrates:
+        return []
+    dataset = (quant.get("calibration") or {}).get("dataset")
+    if dataset:
+        return [_check("calibration", "pass", f"calibrates offline on {dataset}")]
+    return [
+        _check(
+            "calibration",
+            "warn",
+            "calibration uses the quantizer's default dataset (cnn_dailymail), downloaded from "
+            "the Hugging Face Hub: fails offline and is not your fine-tune's data",
+            "quantization.calibration.dataset: a local .jsonl/.txt of your fine-tune's prompts",
+        )
+    ]
 
 
 def _pytorch_steps(config, facts, model_dir, staging) -> list[dict]:
@@ -610,6 +631,7 @@ def make_plan(
         )
         if (facts.get("packages") or {}).get("tensorrt_llm"):
             checks.append(_installed_parser_check(steps[-1]["argv"]))
+        checks += _calibration_checks(config, route)
     else:
         steps = _pytorch_steps(config, facts, model_dir, staging)
     checks += _structure_checks(config, shape, family, gpu)
