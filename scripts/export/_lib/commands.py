@@ -216,7 +216,8 @@ def modelopt_step(
     if not calib_file:
         raise PlanError(
             f"ModelOpt {mode} calibrates on sample text: set quantization.calibration.dataset "
-            "to a local .jsonl or .txt file (nothing is downloaded)",
+            "to a local .jsonl or .txt file (nothing is downloaded), or plan where TensorRT-LLM "
+            "is installed (its quantize.py falls back to its default dataset)",
             error_id="calibration_missing",
         )
     argv = [
