@@ -183,3 +183,12 @@ def test_list_profiles_prints_name_tab_description(capsys):
     names = [r.split("\t")[0] for r in rows]
     assert {"h100-fp8", "a100-bf16", "l40s-int4", "h200-fp8"} <= set(names)
     assert all(r.split("\t")[1] for r in rows)
+
+
+def test_a_missing_default_is_reported_once_not_once_per_profile(tmp_path):
+    text = (FIXTURES / "good" / "fp8-profiles.yaml").read_text()
+    path = tmp_path / "c.yaml"
+    path.write_text(text.replace("  max_seq_len: 8192\n", ""))
+    with pytest.raises(build_config.ConfigError) as caught:
+        build_config.load(path)
+    assert [(i.code, i.path) for i in caught.value.issues] == [("missing_key", "build.max_seq_len")]

@@ -352,3 +352,14 @@ def test_torch_checks():
     assert compat.torch_checks(cfg, f)[0]["status"] == "pass"
     f["torch_cuda"] = {"status": "error", "detail": "undefined symbol: _ZN3c10", "cuda": None}
     assert "undefined symbol" in compat.torch_checks(cfg, f)[0]["message"]
+
+
+def test_import_checks_name_the_abi_mismatch():
+    f = facts("h200")
+    assert compat.import_checks(config(), f)[0]["status"] == "skip"
+    f["trtllm_import"] = {"status": "error", "version": None,
+                          "detail": "ImportError: libth.so: undefined symbol: _ZN3c10"}  # fmt: skip
+    check = compat.import_checks(config(), f)[0]
+    assert check["status"] == "fail" and "different builds" in check["fix"]
+    f["trtllm_import"] = {"status": "ok", "version": "1.2.0"}
+    assert compat.import_checks(config(), f)[0]["status"] == "pass"

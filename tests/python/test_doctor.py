@@ -112,3 +112,23 @@ def test_doctor_does_not_import_torch(tmp_path):
     proc = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     assert "TORCH False" in proc.stderr
     assert "Checks" in proc.stdout
+
+
+def test_deep_imports_tensorrt_llm_and_names_an_abi_mismatch(
+    machine, capsys, tmp_path, monkeypatch
+):
+    machine("h200")
+    broken = tmp_path / "broken"
+    (broken / "tensorrt_llm").mkdir(parents=True)
+    (broken / "tensorrt_llm" / "__init__.py").write_text(
+        "raise ImportError('libth_common.so: undefined symbol: _ZN3c104cuda9SetDevice')\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(broken))
+    rc, out, _ = run(
+        ["--config", str(SHIPPED), "--profile", "h200-fp8", "--deep", "--json"], capsys
+    )
+    checks = {c["id"]: c for c in json.loads(out)["checks"]}
+    assert rc == 1
+    assert checks["trtllm_import"]["status"] == "fail"
+    assert "undefined symbol" in checks["trtllm_import"]["message"]
+    assert checks["torch_cuda"]["status"] == "fail"  # the dev venv's torch is a CPU build

@@ -205,3 +205,25 @@ def test_torch_probe_reports_a_cpu_build():
     assert facts["status"] == "ok"
     assert facts["available"] is False  # the dev venv has the CPU build
     assert facts["cuda"] is None
+
+
+@pytest.mark.parametrize(
+    ("init", "status", "detail"),
+    [
+        ("__version__ = '1.2.0'\n", "ok", None),
+        ("raise ImportError('libth.so: undefined symbol: _ZN3c1017RegisterOperators')\n", "error",
+         "undefined symbol"),
+        (None, "absent", "No module named 'tensorrt_llm'"),
+    ],
+)  # fmt: skip
+def test_trtllm_import_runs_in_a_child(init, status, detail, tmp_path, monkeypatch):
+    if init is not None:
+        (tmp_path / "tensorrt_llm").mkdir()
+        (tmp_path / "tensorrt_llm" / "__init__.py").write_text(init)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    facts = probe.probe_trtllm_import()
+    assert facts["status"] == status
+    if detail:
+        assert detail in facts["detail"]
+    else:
+        assert facts["version"] == "1.2.0"

@@ -447,9 +447,8 @@ def _locate(path: tuple, lines: dict[tuple, int], profile: str | None) -> tuple[
     """The key path to report and its line: the profile's override when it sets the key."""
     if profile is not None and ("profiles", profile, *path) in lines:
         return _dotted(("profiles", profile, *path)), lines[("profiles", profile, *path)]
+    # Not set by the profile: the key (or its parent, for a missing key) in the defaults.
     for cut in range(len(path), -1, -1):
-        if profile is not None and cut and ("profiles", profile, *path[:cut]) in lines:
-            return _dotted(("profiles", profile, *path)), lines[("profiles", profile, *path[:cut])]
         if path[:cut] in lines:
             return _dotted(path), lines[path[:cut]]
     return _dotted(path), None

@@ -725,3 +725,28 @@ def torch_checks(config: Any, facts: dict) -> list[Check]:
             )
         ]
     return [_check("torch_cuda", "pass", f"torch CUDA {have}, {tc.get('device_count')} GPU(s)")]
+
+
+def import_checks(config: Any, facts: dict) -> list[Check]:
+    """Whether tensorrt_llm imports (facts from probe.py --import-trtllm)."""
+    imp = facts.get("trtllm_import") or {}
+    state = imp.get("status")
+    if state in (None, "skipped"):
+        return [_check("trtllm_import", "skip", "not tried (doctor --deep imports tensorrt_llm)")]
+    if state == "ok":
+        return [
+            _check("trtllm_import", "pass", f"import tensorrt_llm works ({imp.get('version')})")
+        ]
+    detail = imp.get("detail") or "failed"
+    fix = "use NVIDIA's TensorRT-LLM release container, whose torch/TensorRT match it"
+    if "undefined symbol" in detail:
+        fix = (
+            "torch and tensorrt_llm come from different builds (undefined symbol): reinstall the "
+            "torch that TensorRT-LLM pins, or use its container"
+        )
+    elif "libcuda" in detail or "libnvinfer" in detail or "libcudart" in detail:
+        fix = "a CUDA/TensorRT library is missing: install the matching CUDA and TensorRT"
+    status = (
+        "fail" if state == "error" or (facts.get("packages") or {}).get("tensorrt_llm") else "skip"
+    )
+    return [_check("trtllm_import", status, f"import tensorrt_llm: {detail}", fix)]

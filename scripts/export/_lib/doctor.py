@@ -1,13 +1,14 @@
 """Check this machine against the build config: a table of facts and checks, one mark each.
 
 Usage:
-  doctor.py [--config FILE] [--profile P] [--output-dir DIR] [--json] [--torch]
+  doctor.py [--config FILE] [--profile P] [--output-dir DIR] [--json] [--torch | --deep]
 
 Loads and validates the config, probes the machine (probe.py) and runs the compatibility checks
 (compat.py) in-process. Stdout: the table, or with --json one document
 {"schema_version", "ok", "config", "facts", "checks", "summary"}.
 Exit 0 when no check fails (warnings allowed), 1 when one fails, 2 on a bad config.
---torch also imports torch to check its CUDA build (adds seconds).
+--torch also imports torch to check its CUDA build (adds seconds); --deep does that and imports
+tensorrt_llm in a child interpreter (tens of seconds), which catches ABI mismatches.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def fact_rows(facts: dict) -> list[tuple[str, str]]:
         rows.append(("torch CUDA", f"{tc.get('cuda')}, GPU available: {tc.get('available')}"))
     elif tc.get("status") in {"error", "absent"}:
         rows.append(("torch CUDA", f"{tc['status']}: {tc.get('detail')}"))
+    imp = facts.get("trtllm_import") or {}
+    if imp.get("status") not in (None, "skipped"):
+        rows.append(("import", imp.get("version") or f"{imp['status']}: {imp.get('detail')}"))
     for name, path in facts["programs"].items():
         if name != "nvidia-smi":
             rows.append((name, path or "absent"))
@@ -132,6 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output-dir", default=probe.DEFAULT_OUTPUT_DIR, help="for the disk check")
     parser.add_argument("--json", action="store_true", help="one JSON document on stdout")
     parser.add_argument("--torch", action="store_true", help="import torch to check its CUDA")
+    parser.add_argument(
+        "--deep", action="store_true", help="--torch and import tensorrt_llm too (tens of seconds)"
+    )
     args = parser.parse_args(argv)
     config = args.config
     if config is None:
@@ -144,10 +151,13 @@ def main(argv: list[str] | None = None) -> int:
         for issue in exc.issues:
             print(f"doctor: config error: {issue.render(exc.source)}", file=sys.stderr)
         return exc.code
-    facts = probe.collect(args.output_dir, with_torch=args.torch)
+    with_torch = args.torch or args.deep
+    facts = probe.collect(args.output_dir, with_torch=with_torch, with_import=args.deep)
     checks = compat.run_checks(doc, facts)
-    if args.torch:
+    if with_torch:
         checks += compat.torch_checks(doc, facts)
+    if args.deep:
+        checks += compat.import_checks(doc, facts)
     counts = summary(checks)
     if args.json:
         out = {

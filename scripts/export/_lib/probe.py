@@ -1,14 +1,15 @@
 """Facts about this machine for the TensorRT-LLM build, as JSON (docs/internals.md, "Facts").
 
 Usage:
-  probe.py [--output-dir DIR] [--torch]
+  probe.py [--output-dir DIR] [--torch] [--import-trtllm]
 
 GPUs and driver come from `nvidia-smi` on PATH; package versions from importlib.metadata of the
 interpreter running this file ($PYTHON); MPI from `mpirun --version`; disk free at the output
 dir; host RAM from /proc/meminfo. A missing tool is a fact (null / "absent"), never a crash.
-torch is imported only with --torch (it takes seconds). CUDA_VISIBLE_DEVICES (indices or
-UUIDs) limits the GPUs reported, as it limits what TensorRT-LLM sees.
-Library: `collect(output_dir, *, with_torch=False) -> dict`.
+torch is imported only with --torch, tensorrt_llm only with --import-trtllm (in a child
+interpreter: it takes tens of seconds and an ABI mismatch can crash it). CUDA_VISIBLE_DEVICES
+(indices or UUIDs) limits the GPUs reported, as it limits what TensorRT-LLM sees.
+Library: `collect(output_dir, *, with_torch=False, with_import=False) -> dict`.
 """
 
 from __future__ import annotations
@@ -46,24 +47,25 @@ PACKAGES = {
 }
 PROGRAMS = ["trtllm-build", "trtllm-serve", "mpirun", "nvidia-smi"]
 TIMEOUT_S = 20
+IMPORT_TIMEOUT_S = 300
 _DATA = Path(__file__).resolve().parent / "data" / "versions.json"
 
 
-def _run(argv: list[str]) -> tuple[int | None, str]:
+def _run(argv: list[str], timeout: int = TIMEOUT_S) -> tuple[int | None, str]:
     """(exit status, stdout+stderr); status None when the program is absent or hung."""
     try:
         proc = subprocess.run(
             argv,
             capture_output=True,
             text=True,
-            timeout=TIMEOUT_S,
+            timeout=timeout,
             check=False,
             stdin=subprocess.DEVNULL,
         )
     except FileNotFoundError:
         return None, f"{argv[0]} not on PATH"
     except subprocess.TimeoutExpired:
-        return None, f"{argv[0]} did not answer within {TIMEOUT_S} s"
+        return None, f"{argv[0]} did not answer within {timeout} s"
     except OSError as exc:
         return None, f"{argv[0]}: {exc.strerror or exc}"
     return proc.returncode, (proc.stdout or "") + (proc.stderr or "")
@@ -210,6 +212,22 @@ def probe_torch() -> dict:
     }
 
 
+def probe_trtllm_import() -> dict:
+    """Import tensorrt_llm in a child interpreter (it loads CUDA, TensorRT and torch: slow, and an
+    ABI mismatch can crash the process) and report its version or the error's last line."""
+    code = "import tensorrt_llm; print('TRTLLM_VERSION', tensorrt_llm.__version__)"
+    status, text = _run([sys.executable, "-c", code], timeout=IMPORT_TIMEOUT_S)
+    if status is None:
+        return {"status": "error", "version": None, "detail": text}
+    m = re.search(r"^TRTLLM_VERSION (\S+)", text, re.M)
+    if status == 0 and m:
+        return {"status": "ok", "version": m.group(1)}
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    last = lines[-1] if lines else f"exit status {status}"
+    kind = "absent" if "No module named 'tensorrt_llm'" in last else "error"
+    return {"status": kind, "version": None, "detail": last}
+
+
 def probe_cuda_runtime() -> tuple[str | None, str | None]:
     """(major.minor, source): $CUDA_VERSION (NVIDIA containers set it), else nvcc on PATH."""
     env = os.environ.get("CUDA_VERSION")
@@ -262,7 +280,9 @@ def probe_memory() -> dict:
     return {"total_bytes": info.get("MemTotal"), "available_bytes": info.get("MemAvailable")}
 
 
-def collect(output_dir: str = DEFAULT_OUTPUT_DIR, *, with_torch: bool = False) -> dict:
+def collect(
+    output_dir: str = DEFAULT_OUTPUT_DIR, *, with_torch: bool = False, with_import: bool = False
+) -> dict:
     """Every fact; never raises for a missing tool."""
     cuda_runtime, cuda_source = probe_cuda_runtime()
     programs = {name: shutil.which(name) for name in PROGRAMS}
@@ -272,6 +292,7 @@ def collect(output_dir: str = DEFAULT_OUTPUT_DIR, *, with_torch: bool = False) -
         "python": {"executable": sys.executable, "version": platform.python_version()},
         "packages": probe_packages(),
         "torch_cuda": probe_torch() if with_torch else {"status": "skipped"},
+        "trtllm_import": probe_trtllm_import() if with_import else {"status": "skipped"},
         "cuda_runtime": cuda_runtime,
         "cuda_runtime_source": cuda_source,
         "programs": programs,
@@ -288,8 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output-dir", default=DEFAULT_OUTPUT_DIR, help="where artifacts go")
     parser.add_argument("--torch", action="store_true", help="also import torch (slow)")
+    parser.add_argument(
+        "--import-trtllm", action="store_true", help="also import tensorrt_llm in a child (slow)"
+    )
     args = parser.parse_args(argv)
-    print(json.dumps(collect(args.output_dir, with_torch=args.torch), indent=2))
+    facts = collect(args.output_dir, with_torch=args.torch, with_import=args.import_trtllm)
+    print(json.dumps(facts, indent=2))
     return 0
 
 
