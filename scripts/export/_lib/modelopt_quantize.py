@@ -30,6 +30,7 @@ Exit codes: 0 ok, 1 a step failed (or a layout check failed), 2 bad input (nothi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import struct
@@ -415,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                 "note: --export hf writes one unsharded checkpoint; "
                 "trtllm-serve shards it at load time"
             )
-        report = quantize(args)
+        with contextlib.redirect_stdout(sys.stderr):  # ModelOpt prints progress on stdout
+            report = quantize(args)
     except QuantizeError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.code
