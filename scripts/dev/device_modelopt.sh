@@ -118,14 +118,23 @@ out, work, params, formats = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[
 def size(p):
     return sum(f.stat().st_size for f in Path(p).rglob("*") if f.is_file())
 
+def load(path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
 def version(name):
     try:
         return metadata.version(name)
     except metadata.PackageNotFoundError:
         return None
 
-smi = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version,memory.total",
-                      "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+try:
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,compute_cap,driver_version,memory.total",
+                          "--format=csv,noheader"], capture_output=True, text=True).stdout.strip()
+except OSError as exc:
+    smi = f"nvidia-smi: {exc}"
 report = {"schema_version": 1, "gpu": smi, "python": sys.version.split()[0],
           "packages": {n: version(n) for n in ("torch", "transformers", "nvidia-modelopt", "safetensors", "pydantic")},
           "model": {"parameters": params, "bytes": size(work / "model"), "dtype": "bfloat16"}, "formats": {}}
@@ -133,11 +142,11 @@ ok = True
 for fmt in formats:
     entry = {}
     q = out / f"quantize-{fmt}.json"
-    entry["quantize"] = json.loads(q.read_text()) if q.is_file() and q.stat().st_size else None
+    entry["quantize"] = load(q)
     wall = (out / f"quantize-{fmt}.wall").read_text().split() if (out / f"quantize-{fmt}.wall").is_file() else None
     entry["wall_s"] = round(float(wall[1]) - float(wall[0]), 2) if wall else None
     lay = out / f"layout-{fmt}.json"
-    entry["layout"] = json.loads(lay.read_text()) if lay.is_file() and lay.stat().st_size else None
+    entry["layout"] = load(lay)
     entry["ok"] = bool(entry["quantize"]) and bool(entry["layout"] and entry["layout"]["ok"])
     ok &= entry["ok"]
     report["formats"][fmt] = entry
