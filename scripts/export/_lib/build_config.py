@@ -18,6 +18,7 @@ import argparse
 import difflib
 import hashlib
 import json
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -25,6 +26,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
+
+# pydantic looks for plugins in every installed package's entry points when the first model is
+# built (~0.1 s here, more in a full container); this helper uses none. Set it to override.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
 
 SCHEMA_VERSION = 1
@@ -165,9 +170,6 @@ def _partial(model: type[BaseModel], prefix: str) -> type[BaseModel]:
             ann = Annotated[(ann, *info.metadata)]
         fields[name] = (ann | None, Field(default=None, description=info.description))
     return create_model(prefix + model.__name__, __config__=ConfigDict(extra="forbid"), **fields)
-
-
-ProfileOverride = _partial(BuildConfig, "Profile")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -597,11 +599,20 @@ def resolve(path: str | Path, profile: str | None = None) -> dict:
 
 def json_schema() -> dict:
     """JSON Schema of the YAML file, for editor completion (kept in sync by a test)."""
+    # Built here, not at import: pydantic models cost time and only the schema needs these.
+    profile_model = create_model(
+        "Profile",
+        __base__=_partial(BuildConfig, "Profile"),
+        description=(
+            str | None,
+            Field(default=None, description="one line shown by --list-profiles"),
+        ),
+    )
     schema_model = create_model(
         "TensorRTLLMBuildConfig",
         __base__=BuildConfig,
         profiles=(
-            dict[str, ProfileWithDescription],
+            dict[str, profile_model],
             Field(default_factory=dict, description="named overrides, chosen with --profile"),
         ),
     )
@@ -609,16 +620,6 @@ def json_schema() -> dict:
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "TensorRT-LLM build config (configs/export/tensorrt_llm.yaml)"
     return schema
-
-
-ProfileWithDescription = create_model(
-    "Profile",
-    __base__=ProfileOverride,
-    description=(
-        str | None,
-        Field(default=None, description="one line shown by --list-profiles"),
-    ),
-)
 
 
 def _get(doc: dict, dotted: str) -> str | int | float | bool | None:
