@@ -230,3 +230,10 @@ def test_trtllm_import_runs_in_a_child(init, status, detail, tmp_path, monkeypat
         assert detail in facts["detail"]
     else:
         assert facts["version"] == "1.2.0"
+
+
+def test_mig_instance_uuids_keep_the_mig_gpu(fake_path, monkeypatch):
+    monkeypatch.setenv("FAKE_NVIDIA_SMI", "mig")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "MIG-4d1d7a6e-8e2c-5a3b-9a0f-1b2c3d4e5f60")
+    gpu = probe.probe_gpu()
+    assert [d["mig_mode"] for d in gpu["devices"]] == ["Enabled"]

@@ -104,6 +104,9 @@ def _visible(devices: list[dict]) -> list[dict]:
         return devices
     wanted = [s.strip() for s in spec.split(",") if s.strip()]
     out = []
+    if any(w.startswith("MIG-") for w in wanted):
+        # MIG instance UUIDs do not name a GPU index here: keep the GPUs that have MIG on.
+        return [d for d in devices if str(d.get("mig_mode")).lower() == "enabled"]
     for w in wanted:
         match = [d for d in devices if str(d["index"]) == w or (d.get("uuid") or "").startswith(w)]
         if not match:
