@@ -25,12 +25,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-
 # pydantic looks for plugins in every installed package's entry points when the first model is
 # built (~0.1 s here, more in a full container); this helper uses none. Set it to override.
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+try:
+    import yaml
+    from pydantic import (
+        BaseModel,
+        ConfigDict,
+        Field,
+        ValidationError,
+        create_model,
+        field_validator,
+    )
+except ModuleNotFoundError as _missing:
+    if __name__ != "__main__" and _missing.name not in {"yaml", "pydantic"}:
+        raise
+    print(
+        f"{Path(sys.argv[0]).name}: Python package "
+        f"{ {'yaml': 'pyyaml'}.get(_missing.name, _missing.name) } is missing from "
+        f"{sys.executable}: use the interpreter of NVIDIA's TensorRT-LLM container "
+        "(PYTHON=python3) or the dev venv (make setup)",
+        file=sys.stderr,
+    )
+    raise SystemExit(2) from None
 
 SCHEMA_VERSION = 1
 PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
