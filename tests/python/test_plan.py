@@ -444,19 +444,23 @@ def test_without_trtllm_int8_smoothquant_cannot_use_modelopt(base_config, models
 # --------------------------------------------------------------------------- plan details
 
 
-def test_timing_cache_is_per_gpu_and_version_and_read_only_when_present(
+def test_timing_cache_is_per_gpu_and_version_and_keeps_the_argv_stable(
     base_config, models, tmp_path
 ):
     p = make(base_config, models["llama-3.1-8b"], cache_dir=str(tmp_path))
     cache = tmp_path / "h200-sm90-trt1.2.0" / "timing.cache"
     argv = step(p, "build")["argv"]
-    assert p["timing_cache"] == str(cache)
+    assert p["timing_cache"] == str(cache) and p["timing_cache_dir"] == str(cache.parent)
+    assert argv[argv.index("--input_timing_cache") + 1] == str(cache)
     assert argv[argv.index("--output_timing_cache") + 1] == str(cache)
-    assert "--input_timing_cache" not in argv
+    assert any("Invalid timing cache" in note for note in p["notes"])
     cache.parent.mkdir()
     cache.write_bytes(b"x")
-    argv = step(make(base_config, models["llama-3.1-8b"], cache_dir=str(tmp_path)), "build")["argv"]
-    assert argv[argv.index("--input_timing_cache") + 1] == str(cache)
+    again = make(base_config, models["llama-3.1-8b"], cache_dir=str(tmp_path))
+    assert step(again, "build")["argv"] == argv  # same argv, so the same build_id
+    assert not any("Invalid timing cache" in note for note in again["notes"])
+    other = make(base_config, models["llama-3.1-8b"], "0.16.0", cache_dir=str(tmp_path))
+    assert other["timing_cache_dir"] == str(tmp_path / "h200-sm90-trt0.16.0")
     off = make(
         base_config,
         models["llama-3.1-8b"],

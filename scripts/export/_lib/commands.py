@@ -293,7 +293,6 @@ def build_step(
     kv_dtype: str,
     workers: int,
     timing_cache: str | None,
-    timing_cache_exists: bool,
 ) -> dict:
     gemm = str(build.get("gemm_plugin", "auto"))
     if gemm not in gemm_plugin_choices(version):
@@ -333,10 +332,9 @@ def build_step(
     argv += ["--use_fp8_context_fmha", "enable" if fp8_ctx else "disable"]
     argv += ["--multiple_profiles", "enable" if build.get("multiple_profiles") else "disable"]
     argv += ["--workers", str(workers)]
-    if timing_cache:
-        if timing_cache_exists:
-            argv += ["--input_timing_cache", timing_cache]
-        argv += ["--output_timing_cache", timing_cache]
+    if timing_cache:  # both, always: a stable argv (the build_id hashes it); a missing input
+        # file only makes trtllm-build warn "Invalid timing cache, using freshly created one"
+        argv += ["--input_timing_cache", timing_cache, "--output_timing_cache", timing_cache]
     return {
         "name": "build",
         "argv": argv,

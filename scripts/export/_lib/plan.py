@@ -515,9 +515,13 @@ def _engine_steps(
             kv_dtype=kv,
             workers=workers,
             timing_cache=cache_file,
-            timing_cache_exists=bool(cache_file and Path(cache_file).is_file()),
         )
     )
+    if cache_file and not Path(cache_file).is_file():
+        notes.append(
+            "no timing cache yet for this GPU and version: trtllm-build warns 'Invalid timing "
+            f"cache, using freshly created one' and writes {cache_file} for the next build"
+        )
     return steps, route, cache_file
 
 
