@@ -408,6 +408,10 @@ build_main() {
 
 main() {
   PYTHON="${PYTHON:-python3}"
+  # steps run inside the staging dir: a relative interpreter path must not depend on the cwd
+  if [[ "${PYTHON}" == */* && "${PYTHON}" != /* ]]; then
+    PYTHON="${PWD}/${PYTHON}"
+  fi
   export PYTHON
   build_parse_args "$@"
   case "${MODE}" in

@@ -46,10 +46,9 @@ TOKENIZER_FILES = (
     "chat_template.jinja",
     "chat_template.json",
     "generation_config.json",
-    # The HF model config: AutoTokenizer falls back to it when tokenizer_config.json names no
-    # tokenizer_class. It sits in tokenizer/, never in engine/ (which has the engine config).
-    "config.json",
 )
+# Not config.json: with it, AutoTokenizer may pick the model type's tokenizer class over the one
+# tokenizer_config.json names (transformers 5), which is not what was trained with.
 TOKENIZER_GLOBS = ("*.tiktoken",)
 TOKENIZER_DIRS = ("additional_chat_templates",)
 # At least one of these: a tokenizer that transformers can load without the network.
@@ -210,10 +209,15 @@ def write_serve_sh(path: Path, serve: dict[str, Any], build_id: str, env: dict[s
     words = " ".join(_shell_word(a) for a in serve["argv"])
     gpu = env.get("gpu") or {}
     note = f"# {serve['note']}\n" if serve.get("note") else ""
+    usage = (
+        "more trtllm-serve options, e.g. --host 0.0.0.0 --port 8000"
+        if serve["kind"] == "trtllm-serve"
+        else "more run.py options, e.g. --input_text 'Hello'"
+    )
     text = f"""#!/usr/bin/env bash
 # Serve this TensorRT-LLM artifact. Written by build_tensorrt_llm.sh (build {build_id[:19]}).
 #
-# Usage: serve.sh [more {serve["argv"][0]} options, e.g. --host 0.0.0.0 --port 8000]
+# Usage: serve.sh [{usage}]
 #
 # Runs from its own directory, so the artifact can be copied anywhere as a whole.
 # Built for TensorRT-LLM {env.get("trtllm_version")} on {gpu.get("name")} (compute capability
