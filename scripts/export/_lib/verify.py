@@ -213,7 +213,8 @@ def check_gpu_arch(doc: dict, facts: dict) -> dict:
                 f"this machine has {', '.join(ccs)}",
                 "serve on a newer GPU or rebuild with quantization.mode: none",
             )
-        return check("gpu_arch", "pass", f"{here}: runs a {mode} checkpoint")
+        what = "an unquantized" if mode == "none" else f"a {mode}"
+        return check("gpu_arch", "pass", f"{here}: runs {what} checkpoint")
     built = ((doc.get("environment") or {}).get("gpu") or {}).get("compute_capability")
     if not built:
         return check("gpu_arch", "skip", "the manifest records no target compute capability")
@@ -334,7 +335,11 @@ def artifact_tokens(artifact: Path, doc: dict, prompts: list[str], max_new: int)
     else:
         engine = ((doc.get("artifact") or {}).get("engine") or {}).get("dir", "engine")
         tokenizer = ((doc.get("artifact") or {}).get("tokenizer") or {}).get("dir", "tokenizer")
-        llm = tensorrt_llm.LLM(model=str(artifact / engine), tokenizer=str(artifact / tokenizer))
+        try:  # from 1.0, tensorrt_llm.LLM is the PyTorch backend; engines load through this one
+            from tensorrt_llm._tensorrt_engine import LLM as EngineLLM
+        except ImportError:
+            EngineLLM = tensorrt_llm.LLM
+        llm = EngineLLM(model=str(artifact / engine), tokenizer=str(artifact / tokenizer))
     params = tensorrt_llm.SamplingParams(max_tokens=max_new, temperature=0.0, top_k=1)
     try:
         results = llm.generate(prompts, params)
