@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 import importlib.machinery
 import json
@@ -527,7 +528,10 @@ def test_argv_show_and_get_subcommands(base_config, models, tmp_path, capsys):
     assert plan.main(["get", "--plan", str(path), "--key", "steps"]) == 2
 
 
-def test_installed_trtllm_build_parser_is_consulted(base_config, models, monkeypatch):
+@pytest.mark.parametrize("returns_parser", [True, False])
+def test_installed_trtllm_build_parser_is_consulted(
+    base_config, models, monkeypatch, returns_parser
+):
     pkg = types.ModuleType("tensorrt_llm")
     pkg.__spec__ = importlib.machinery.ModuleSpec("tensorrt_llm", None)
     build_mod = types.ModuleType("tensorrt_llm.commands.build")
@@ -535,9 +539,11 @@ def test_installed_trtllm_build_parser_is_consulted(base_config, models, monkeyp
 
     def parse_arguments():
         seen.append(list(sys.argv))
-        if "--gemm_plugin" in sys.argv:
-            print("trtllm-build: error: unrecognized arguments: --gemm_plugin", file=sys.stderr)
-            raise SystemExit(2)
+        parser = argparse.ArgumentParser(prog="trtllm-build")
+        parser.add_argument("--checkpoint_dir")  # a parser that lacks every other flag
+        if returns_parser:  # the 0.13+ shape: main() calls parse_args itself
+            return parser
+        return parser.parse_args()
 
     build_mod.parse_arguments = parse_arguments
     monkeypatch.setitem(sys.modules, "tensorrt_llm", pkg)
@@ -545,7 +551,7 @@ def test_installed_trtllm_build_parser_is_consulted(base_config, models, monkeyp
     monkeypatch.setitem(sys.modules, "tensorrt_llm.commands.build", build_mod)
     p = make(base_config, models["llama-3.1-8b"])
     check = next(c for c in p["checks"] if c["id"] == "installed_cli")
-    assert check["status"] == "fail" and "--gemm_plugin" in check["message"]
+    assert check["status"] == "fail" and "unrecognized arguments: --output_dir" in check["message"]
     assert seen[0][0] == "trtllm-build" and seen[0][1:] == step(p, "build")["argv"][1:]
     assert sys.argv[0] != "trtllm-build"  # restored
 
@@ -652,3 +658,19 @@ def test_calib_data_copies_parquet_and_refuses_bad_input(tmp_path, capsys):
     assert not (tmp_path / "b").exists()
     assert "bad.jsonl:1" in capsys.readouterr().err
     assert calib_data.main(["--input", str(tmp_path / "x.csv"), "--output-dir", str(tmp_path)]) == 2
+
+
+def test_installed_parser_that_knows_the_flags_passes(base_config, models, monkeypatch):
+    strict = cc.build_parser(cc.load_record("trtllm-build", "1.2.0"))
+    strict.error = types.MethodType(argparse.ArgumentParser.error, strict)  # exits 2 like argparse
+    pkg = types.ModuleType("tensorrt_llm")
+    pkg.__spec__ = importlib.machinery.ModuleSpec("tensorrt_llm", None)
+    build_mod = types.ModuleType("tensorrt_llm.commands.build")
+    build_mod.parse_arguments = lambda: strict
+    monkeypatch.setitem(sys.modules, "tensorrt_llm", pkg)
+    monkeypatch.setitem(sys.modules, "tensorrt_llm.commands", types.ModuleType("x"))
+    monkeypatch.setitem(sys.modules, "tensorrt_llm.commands.build", build_mod)
+    p = make(base_config, models["llama-3.1-8b"], cache_dir="/cache")
+    assert next(c for c in p["checks"] if c["id"] == "installed_cli")["status"] == "pass"
+    p = make(base_config, models["llama-3.1-8b"], "0.12.0")  # --paged_kv_cache: 1.2 still has it
+    assert next(c for c in p["checks"] if c["id"] == "installed_cli")["status"] == "pass"

@@ -378,7 +378,10 @@ def _installed_parser_check(build_argv: list[str]) -> dict:
     sys.argv = ["trtllm-build", *build_argv[1:]]
     try:
         with contextlib.redirect_stderr(err_buf), contextlib.redirect_stdout(io.StringIO()):
-            module.parse_arguments()
+            # 0.13+ returns the parser (main() calls parse_args); older copies parse sys.argv
+            parsed = module.parse_arguments()
+            if isinstance(parsed, argparse.ArgumentParser):
+                parsed.parse_args(build_argv[1:])
     except SystemExit as exit_:
         if exit_.code:
             lines = [ln for ln in err_buf.getvalue().splitlines() if ln.strip()]
