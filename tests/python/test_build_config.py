@@ -192,3 +192,20 @@ def test_a_missing_default_is_reported_once_not_once_per_profile(tmp_path):
     with pytest.raises(build_config.ConfigError) as caught:
         build_config.load(path)
     assert [(i.code, i.path) for i in caught.value.issues] == [("missing_key", "build.max_seq_len")]
+
+
+@pytest.mark.parametrize(
+    ("tail", "path", "suggestion"),
+    [
+        ("profile:\n  x: {dtype: bfloat16}\n", "profile", "profiles"),
+        ("profiles:\n  x: {descripton: fast}\n", "profiles.x.descripton", "description"),
+    ],
+)
+def test_did_you_mean_knows_profiles_and_descriptions(tail, path, suggestion, tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((FIXTURES / "good" / "minimal.yaml").read_text() + tail)
+    with pytest.raises(build_config.ConfigError) as caught:
+        build_config.load(cfg)
+    (issue,) = caught.value.issues
+    assert issue.path == path
+    assert f"did you mean {suggestion!r}" in issue.message

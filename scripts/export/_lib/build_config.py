@@ -312,12 +312,14 @@ _TYPE_WORDS = {
 }
 
 
-def _issue_from_pydantic(err: dict) -> tuple[str, tuple, str]:
+def _issue_from_pydantic(err: dict, in_profile: bool = False) -> tuple[str, tuple, str]:
     loc = tuple(err["loc"])
     kind = err["type"]
     given = err.get("input")
     if kind == "extra_forbidden":
         known = _fields_at(loc)
+        if len(loc) == 1:  # the top level also has profiles; a profile has a description
+            known.append("description" if in_profile else "profiles")
         close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
         return "unknown_key", loc, f"unknown key{hint}"
@@ -490,7 +492,7 @@ def _validate(data: dict, lines: dict, profile: str | None) -> tuple[BuildConfig
         cfg = BuildConfig.model_validate(data)
     except ValidationError as exc:
         for err in exc.errors():
-            code, loc, msg = _issue_from_pydantic(err)
+            code, loc, msg = _issue_from_pydantic(err, profile is not None)
             where, line = _locate(loc, lines, profile)
             issues.append(Issue(code, where, line, _in_profile(msg, where, profile)))
         return None, issues
