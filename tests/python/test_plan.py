@@ -674,3 +674,12 @@ def test_installed_parser_that_knows_the_flags_passes(base_config, models, monke
     assert next(c for c in p["checks"] if c["id"] == "installed_cli")["status"] == "pass"
     p = make(base_config, models["llama-3.1-8b"], "0.12.0")  # --paged_kv_cache: 1.2 still has it
     assert next(c for c in p["checks"] if c["id"] == "installed_cli")["status"] == "pass"
+
+
+def test_uneven_pipeline_split_warns_and_unrecorded_family_warns(base_config, models):
+    p = make(base_config, models["llama-3.1-8b"], gpus=8, **{"parallel.pp_size": 3})
+    assert next(c for c in p["checks"] if c["id"] == "pp_layers")["status"] == "warn"
+    p = make(base_config, models["deepseek-v2-lite"], gpus=8, **{"build.max_seq_len": 4096})
+    fam = next(c for c in p["checks"] if c["id"] == "family")
+    assert fam["status"] == "warn" and "not recorded" in fam["message"]
+    assert step(p, "convert")["argv"][1] == "/ex/models/contrib/deepseek_v2/convert_checkpoint.py"

@@ -195,8 +195,18 @@ def _structure_checks(config: dict, shape: est.Shape, family, gpu: dict) -> list
                 "parallel.pp_size: 1 (use tp_size instead)",
             )
         )
+    elif shape.layers % pp:
+        checks.append(
+            _check(
+                "pp_layers",
+                "warn",
+                f"pp_size {pp} does not divide {shape.layers} layers: the stages get unequal "
+                "layer counts (older TensorRT-LLM releases split only evenly)",
+                f"parallel.pp_size: a divisor of {shape.layers}",
+            )
+        )
     else:
-        checks.append(_check("pp_layers", "pass", f"pp_size {pp} <= {shape.layers} layers"))
+        checks.append(_check("pp_layers", "pass", f"pp_size {pp} divides {shape.layers} layers"))
     world = tp * pp
     if gpu["source"] == "config":
         checks.append(
@@ -611,7 +621,12 @@ def make_plan(
     if backend == "engine":
         notes += family.notes
         checks.append(
-            _check("family", "pass", f"{family.hf_architecture} -> {family.name} ({family.script})")
+            _check(
+                "family",
+                "pass" if family.recorded else "warn",
+                f"{family.hf_architecture} -> {family.name} ({family.script})"
+                + ("" if family.recorded else ": its arguments are not recorded, flags unchecked"),
+            )
         )
         if examples == "$TRTLLM_EXAMPLES_DIR":
             checks.append(
