@@ -61,6 +61,7 @@ def test_a_precision_the_gpu_cannot_run_fails_with_a_fix(machine, capsys):
     lines = out.splitlines()
     i = next(n for n, line in enumerate(lines) if "[FAIL] gpu_precision" in line)
     assert "fix:" in lines[i + 1]
+    assert "(profiles for compute capability 8.0: a100-bf16)" in lines[i + 1]
 
 
 def test_json_carries_config_facts_and_checks(machine, capsys):

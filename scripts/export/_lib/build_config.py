@@ -600,6 +600,19 @@ def profiles_of(path: str | Path) -> dict[str, str]:
     }
 
 
+def profiles_for(path: str | Path, compute_capability: str) -> list[str]:
+    """Profiles whose target GPUs include this compute capability (call after load())."""
+    data, _ = _read_yaml(Path(path), str(path))
+    base_gpus = (data.get("target") or {}).get("gpus") or []
+    out = []
+    for name, body in (data.get("profiles") or {}).items():
+        gpus = ((body or {}).get("target") or {}).get("gpus", base_gpus)
+        ccs = {GpuTarget._cc_text(g.get("compute_capability")) for g in gpus}
+        if compute_capability in ccs:
+            out.append(name)
+    return out
+
+
 def config_hash(config: dict) -> str:
     canon = json.dumps(config, sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()

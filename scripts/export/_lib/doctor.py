@@ -122,6 +122,21 @@ def render(doc: dict, facts: dict, checks: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _suggest_profiles(config: str, facts: dict, checks: list[dict]) -> None:
+    """Name the profiles written for the detected GPU in the fix of a failed GPU check."""
+    devices = facts["gpu"].get("devices") or []
+    failed = [
+        c for c in checks if c["id"] in {"gpu_precision", "gpu_target"} and c["status"] == "fail"
+    ]
+    if not devices or not failed:
+        return
+    cc = devices[0].get("compute_capability")
+    names = build_config.profiles_for(config, cc) if cc else []
+    for c in failed:
+        if names:
+            c["fix"] += f" (profiles for compute capability {cc}: {', '.join(names)})"
+
+
 def summary(checks: list[dict]) -> dict[str, int]:
     out = {"pass": 0, "warn": 0, "fail": 0, "skip": 0}
     for c in checks:
@@ -158,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         checks += compat.torch_checks(doc, facts)
     if args.deep:
         checks += compat.import_checks(doc, facts)
+    _suggest_profiles(config, facts, checks)
     counts = summary(checks)
     if args.json:
         out = {
