@@ -108,54 +108,49 @@ build_and_check() {
   assert_output --partial "exec mpirun -n 2"
 }
 
-@test "a second run of the same build is skipped as up to date, in about a second" {
-  local before after start
+@test "--name NAME builds outputs/gpu/merged_models/NAME into outputs/gpu/tensorrt_llm/NAME; a re-run is up to date in about a second" {
+  local out="${OUTPUTS_DIR}/gpu/tensorrt_llm/my-sft" before start
   build_use_stack 1.2.0
   build_write_config "${CONFIG}" 1.2.0
-  run "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}"
+  mkdir -p "${OUTPUTS_DIR}/gpu/merged_models"
+  cp -r "${MODELS}/tiny llama" "${OUTPUTS_DIR}/gpu/merged_models/my-sft"
+  run --separate-stderr "${BUILD}" --name my-sft --config "${CONFIG}"
   assert_success
-  before="$(build_json_get "${OUT}/build.json" created_at)"
+  assert_output "${out}"
+  run build_json_get "${out}/build.json" name
+  assert_output "my-sft"
+  before="$(build_json_get "${out}/build.json" created_at)"
   start="${SECONDS}"
-  run --separate-stderr "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}"
+  run --separate-stderr "${BUILD}" --name my-sft --config "${CONFIG}"
   assert_success
-  assert_output "${OUT}"
+  assert_output "${out}"
   [[ "${stderr}" == *"up to date"* ]]
   (( SECONDS - start <= 3 ))
-  after="$(build_json_get "${OUT}/build.json" created_at)"
-  [[ "${before}" == "${after}" ]]
+  [[ "$(build_json_get "${out}/build.json" created_at)" == "${before}" ]]
   [[ "$(build_calls build)" == 1 ]]
 }
 
-@test "--force rebuilds an up-to-date artifact in place" {
-  build_use_stack 1.2.0
-  build_write_config "${CONFIG}" 1.2.0
-  run "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}"
-  assert_success
-  touch "${OUT}/marker"
-  run --separate-stderr "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}" --force
-  assert_success
-  [[ "$(build_calls build)" == 2 && -f "${OUT}/build.json" && ! -e "${OUT}/marker" ]]
-  run ls -A "${OUT%/*}"
-  refute_output --partial "staging"
-  refute_output --partial ".old-"
-}
-
-@test "a different build over an existing artifact needs --force (exit 2, artifact untouched)" {
+@test "a different build over an existing artifact needs --force (exit 2, untouched); --force replaces it whole" {
   local id
   build_use_stack 1.2.0
   build_write_config "${CONFIG}" 1.2.0
   run "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}"
   assert_success
   id="$(build_json_get "${OUT}/build.json" build_id)"
+  touch "${OUT}/marker"
   sed -i 's/max_batch_size: 8/max_batch_size: 16/' "${CONFIG}"
   run "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}"
   assert_failure 2
   assert_output --partial "--force"
-  [[ "$(build_json_get "${OUT}/build.json" build_id)" == "${id}" ]]
-  run "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}" --force
+  [[ "$(build_json_get "${OUT}/build.json" build_id)" == "${id}" && -f "${OUT}/marker" ]]
+  run --separate-stderr "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}" --force
   assert_success
-  [[ "$(build_json_get "${OUT}/build.json" build_id)" != "${id}" ]]
+  [[ "$(build_json_get "${OUT}/build.json" build_id)" != "${id}" && ! -e "${OUT}/marker" ]]
   [[ "$(build_json_get "${OUT}/build.json" inputs.config.build.max_batch_size)" == 16 ]]
+  [[ "$(build_calls build)" == 2 ]]
+  run ls -A "${OUT%/*}"
+  refute_output --partial "staging"
+  refute_output --partial ".old-"
 }
 
 @test "a changed weight changes the build_id, so the old artifact is not reused" {
@@ -185,16 +180,4 @@ build_and_check() {
   run build_json_get <(printf '%s' "${output}") schema_version
   assert_output "1"
   [[ -z "$(build_outputs_listing)" ]]
-}
-
-@test "--name NAME reads outputs/gpu/merged_models/NAME and publishes outputs/gpu/tensorrt_llm/NAME" {
-  build_use_stack 1.2.0
-  build_write_config "${CONFIG}" 1.2.0
-  mkdir -p "${OUTPUTS_DIR}/gpu/merged_models"
-  cp -r "${MODELS}/tiny llama" "${OUTPUTS_DIR}/gpu/merged_models/my-sft"
-  run --separate-stderr "${BUILD}" --name my-sft --config "${CONFIG}"
-  assert_success
-  assert_output "${OUTPUTS_DIR}/gpu/tensorrt_llm/my-sft"
-  run build_json_get "${OUTPUTS_DIR}/gpu/tensorrt_llm/my-sft/build.json" name
-  assert_output "my-sft"
 }

@@ -1,0 +1,287 @@
+"""The build's own helpers: hints (error signatures), manifest (fingerprint, build_id, status),
+publish (serve command per version, tokenizer copy + load check, engine layout), run_step."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import hints
+import manifest
+import publish
+import pytest
+import run_step
+
+# --------------------------------------------------------------------------- hints
+
+HINT_CASES = [
+    ("Killed\n", None, "host_out_of_memory", "build.workers"),
+    ("loading weights...\n", 137, "host_out_of_memory", "build.workers"),
+    (
+        "[TensorRT][ERROR] Serialization assertion failed. Version tag does not match.",
+        1,
+        "version_tag_mismatch",
+        "target.trtllm_version",
+    ),
+    (
+        "The engine plan file is generated on an incompatible device, expecting compute 8.6 "
+        "got compute 8.0, please rebuild.",
+        1,
+        "gpu_arch_mismatch",
+        "target.gpus",
+    ),
+    ("KeyError: 'Qwen2VLForConditionalGeneration'", 1, "unknown_architecture", "backend: pytorch"),
+    ("KeyError: 'architecture'", 1, "unknown_architecture", "Hugging Face dir"),
+    ("Assertion failed: mpiSize == tp * pp", 1, "world_size_mismatch", "parallel.tp_size"),
+    (
+        "trtllm-build: error: unrecognized arguments: --kv_cache_type paged",
+        2,
+        "unrecognized_arguments",
+        "target.trtllm_version",
+    ),
+    (
+        "[TensorRT] ERROR: Requested amount of GPU memory (123 bytes) could not be allocated",
+        1,
+        "gpu_out_of_memory",
+        "build.max_num_tokens",
+    ),
+    ("torch.OutOfMemoryError: CUDA out of memory.", 1, "gpu_out_of_memory", "parallel.tp_size"),
+    ("OSError: [Errno 28] No space left on device", 1, "disk_full", "--output"),
+]
+
+
+@pytest.mark.parametrize(("log", "code", "hint_id", "names"), HINT_CASES)
+def test_each_known_signature_gives_a_hint_naming_the_fix(
+    tmp_path, capsys, log, code, hint_id, names
+):
+    path = tmp_path / "step.log"
+    path.write_text("some output\n" + log)
+    argv = ["--log", str(path), "--json"] + (["--exit-code", str(code)] if code else [])
+    assert hints.main(argv) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["id"] == hint_id
+    assert names in doc["hint"]
+
+
+def test_an_unknown_failure_gives_no_hint(tmp_path, capsys):
+    path = tmp_path / "step.log"
+    path.write_text("ValueError: something new\n")
+    assert hints.main(["--log", str(path), "--exit-code", "1"]) == 1
+    assert capsys.readouterr().out == ""
+
+
+def test_hints_read_only_the_tail_of_a_huge_log(tmp_path):
+    path = tmp_path / "big.log"
+    path.write_bytes(b"Killed\n" + b"x" * (hints.TAIL_BYTES + 10) + b"\nfine\n")
+    assert hints.classify(hints.read_tail(path), 1) is None
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _safetensors(path: Path, payload: bytes) -> None:
+    header = json.dumps(
+        {"w": {"dtype": "U8", "shape": [len(payload)], "data_offsets": [0, len(payload)]}}
+    )
+    raw = header.encode()
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + payload)
+
+
+@pytest.fixture
+def model_dir(tmp_path):
+    d = tmp_path / "model"
+    d.mkdir()
+    (d / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    (d / "tokenizer.json").write_text("{}")
+    return d
+
+
+def test_fingerprint_is_content_based_not_path_based(tmp_path, model_dir):
+    _safetensors(model_dir / "model.safetensors", b"a" * 1000)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    for f in model_dir.iterdir():
+        (other / f.name).write_bytes(f.read_bytes())
+    assert (
+        manifest.model_fingerprint(model_dir)["sha256"]
+        == manifest.model_fingerprint(other)["sha256"]
+    )
+
+
+def test_fingerprint_sees_a_changed_weight_in_a_large_file_with_the_same_header(
+    model_dir, monkeypatch
+):
+    monkeypatch.setattr(manifest, "SMALL_FILE_BYTES", 100)  # make the weights a "large" file
+    payload = bytearray(b"\0" * 200_000)
+    _safetensors(model_dir / "model.safetensors", bytes(payload))
+    before = manifest.model_fingerprint(model_dir)
+    assert "sampled_sha256" in before["files"]["model.safetensors"]
+    payload[100_000] = 1  # the middle sample window covers it
+    _safetensors(model_dir / "model.safetensors", bytes(payload))
+    assert manifest.model_fingerprint(model_dir)["sha256"] != before["sha256"]
+
+
+def test_fingerprint_changes_with_tokenizer_and_merge_info(model_dir):
+    before = manifest.model_fingerprint(model_dir)["sha256"]
+    (model_dir / "merge_info.json").write_text('{"adapter_sha256": "x"}')
+    after_merge = manifest.model_fingerprint(model_dir)["sha256"]
+    (model_dir / "tokenizer.json").write_text('{"v": 2}')
+    assert len({before, after_merge, manifest.model_fingerprint(model_dir)["sha256"]}) == 3
+
+
+def test_fingerprint_of_a_dir_without_config_is_bad_input(tmp_path):
+    with pytest.raises(manifest.ManifestError) as err:
+        manifest.model_fingerprint(tmp_path)
+    assert err.value.code == 2
+
+
+def _docs(model_dir: Path, staging: str, steps=None, tensorrt="10.14.1"):
+    config = {"schema_version": 1, "config_hash": "sha256:c", "config": {"backend": "engine"}}
+    facts = {"schema_version": 1, "packages": {"tensorrt_llm": "1.2.0", "tensorrt": tensorrt}}
+    plan = {
+        "schema_version": 1,
+        "backend": "engine",
+        "trtllm_version": "1.2.0",
+        "gpu": {"name": "NVIDIA H200", "compute_capability": "9.0"},
+        "world_size": 1,
+        "steps": steps
+        or [{"name": "build", "argv": ["trtllm-build", "--output_dir", f"{staging}/engine"]}],
+    }
+    return config, facts, plan
+
+
+def test_build_id_ignores_the_staging_pid_and_model_path_but_not_versions(tmp_path, model_dir):
+    a = manifest.build_inputs(
+        *_docs(model_dir, "/o/.x.staging-1"), model_dir, Path("/o/.x.staging-1"), Path("/c")
+    )
+    b = manifest.build_inputs(
+        *_docs(model_dir, "/o/.x.staging-2"), model_dir, Path("/o/.x.staging-2"), Path("/c")
+    )
+    assert a["build_id"] == b["build_id"]
+    assert a["identity"]["commands"][0]["argv"][-1] == "<staging>/engine"
+    c = manifest.build_inputs(
+        *_docs(model_dir, "/s", tensorrt="10.13.0"), model_dir, Path("/s"), Path("/c")
+    )
+    assert c["build_id"] != a["build_id"]
+
+
+def test_status_says_absent_same_different_or_incomplete(tmp_path):
+    out = tmp_path / "artifact"
+    assert manifest.output_status(out, "sha256:1") == "absent"
+    out.mkdir()
+    assert manifest.output_status(out, "sha256:1") == "incomplete"
+    (out / "build.json").write_text('{"build_id": "sha256:1"}')
+    assert manifest.output_status(out, "sha256:1") == "same"
+    assert manifest.output_status(out, "sha256:2") == "different"
+
+
+def test_get_prints_one_value_and_fails_on_a_missing_key(tmp_path, capsys):
+    f = tmp_path / "build.json"
+    f.write_text('{"schema_version": 1, "serve": {"argv": ["trtllm-serve", "engine"]}}')
+    assert manifest.main(["get", "--file", str(f), "--key", "serve.argv.0"]) == 0
+    assert capsys.readouterr().out == "trtllm-serve\n"
+    assert manifest.main(["get", "--file", str(f), "--key", "serve.nope"]) == 1
+
+
+def test_steps_refuses_a_step_name_that_is_not_a_plain_word(tmp_path, capsys):
+    f = tmp_path / "plan.json"
+    f.write_text(
+        json.dumps({"schema_version": 1, "steps": [{"name": "convert"}, {"name": "../x"}]})
+    )
+    assert manifest.main(["steps", "--plan", str(f)]) == 1
+    assert "no usable name" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- publish
+
+SERVE_CASES = [
+    ("0.12.0", 1, 1, ["python3"], "run.py"),
+    ("0.12.0", 2, 1, ["mpirun", "-n", "2"], "run.py"),
+    ("0.16.0", 1, 1, ["trtllm-serve", "engine", "--tokenizer", "tokenizer"], "trtllm-serve"),
+    ("0.16.0", 2, 2, ["--tp_size", "2", "--pp_size", "2"], "trtllm-serve"),
+    ("1.2.0", 1, 1, ["--backend", "tensorrt"], "trtllm-serve"),
+]
+
+
+@pytest.mark.parametrize(("version", "tp", "pp", "expected", "kind"), SERVE_CASES)
+def test_serve_command_follows_the_version_and_world_size(version, tp, pp, expected, kind):
+    serve = publish.serve_command(version, tp, pp)
+    argv = serve["argv"]
+    assert serve["kind"] == kind and serve["world_size"] == tp * pp
+    assert any(argv[i : i + len(expected)] == expected for i in range(len(argv)))
+    if version == "0.16.0":
+        assert "--backend" not in argv
+
+
+def test_check_model_refuses_a_model_without_tokenizer(model_dir):
+    (model_dir / "tokenizer.json").unlink()
+    with pytest.raises(publish.PublishError) as err:
+        publish.check_model(model_dir)
+    assert err.value.code == 2
+
+
+def test_check_engine_names_the_missing_rank(tmp_path):
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    (engine / "config.json").write_text('{"version": "1.2.0"}')
+    (engine / "rank0.engine").write_bytes(b"x")
+    with pytest.raises(publish.PublishError, match=r"rank\(s\) 1 of world size 2"):
+        publish.check_engine(engine, 2)
+    assert publish.check_engine(engine, 1)["trtllm_version"] == "1.2.0"
+
+
+def test_copy_tokenizer_copies_and_loads_a_real_tokenizer(tiny_model_cache, tmp_path):
+    info = publish.copy_tokenizer(tiny_model_cache("llama"), tmp_path / "tokenizer")
+    assert info["load_check"] == "ok" and info["chat_template"] is True
+    assert "tokenizer.json" in info["files"] and "generation_config.json" in info["files"]
+    assert not (tmp_path / "tokenizer" / "config.json").exists()
+    assert not list((tmp_path / "tokenizer").glob("*.safetensors"))
+
+
+def test_a_tokenizer_that_does_not_load_fails_the_publish(tmp_path):
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "tokenizer.json").write_text("not json")
+    (tok / "tokenizer_config.json").write_text('{"tokenizer_class": "PreTrainedTokenizerFast"}')
+    with pytest.raises(publish.PublishError, match="does not load"):
+        publish.load_tokenizer(tok)
+
+
+def test_serve_sh_is_executable_and_runs_from_its_own_dir(tmp_path):
+    path = tmp_path / "serve.sh"
+    serve = publish.serve_command("1.2.0", 2, 1)
+    publish.write_serve_sh(path, serve, "sha256:" + "0" * 64, {"gpu": {"name": "H200"}})
+    text = path.read_text()
+    assert path.stat().st_mode & 0o111
+    assert 'cd "$(dirname "${BASH_SOURCE[0]}")"' in text
+    assert text.rstrip().endswith('--tp_size 2 --pp_size 1 "$@"')
+
+
+# --------------------------------------------------------------------------- run_step
+
+
+def test_run_step_logs_output_and_records_exit_code(tmp_path):
+    log, stats = tmp_path / "s.log", tmp_path / "s.stats.json"
+    code = run_step.main(
+        [
+            "--log",
+            str(log),
+            "--stats",
+            str(stats),
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ]
+    )
+    assert code == 3
+    assert log.read_text().splitlines() == ["out", "err"]
+    doc = json.loads(stats.read_text())
+    assert doc["exit_code"] == 3 and doc["seconds"] >= 0
+
+
+def test_run_step_reports_a_missing_program_as_127(tmp_path):
+    log, stats = tmp_path / "s.log", tmp_path / "s.stats.json"
+    assert run_step.main(["--log", str(log), "--stats", str(stats), "--", "no-such-tool-x"]) == 127
+    assert "command not found: no-such-tool-x" in log.read_text()
