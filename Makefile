@@ -58,9 +58,9 @@ bench-merge: venv ## Benchmark the merge against cp -r and PEFT (synthetic 1.5B 
 doctor: $(PY_SETUP) ## Check this machine against the build config (versions, GPU, disk)
 	@$(BUILD) --doctor --config "$(CONFIG)" $(if $(PROFILE),--profile "$(PROFILE)")
 
-engine: $(PY_SETUP) ## Build NAME's TensorRT-LLM artifact [CONFIG=..] [PROFILE=..] [DRY_RUN=1]
+engine: $(PY_SETUP) ## Build NAME's TensorRT-LLM artifact [CONFIG=..] [PROFILE=..] [DRY_RUN=1] [FORCE=1]
 	@test -n "$(NAME)" || { echo "make engine: set NAME=<merged model name>, e.g. make engine NAME=my-sft" >&2; exit 2; }
-	@$(BUILD) --name "$(NAME)" --config "$(CONFIG)" $(if $(PROFILE),--profile "$(PROFILE)") $(if $(DRY_RUN),--dry-run)
+	@$(BUILD) --name "$(NAME)" --config "$(CONFIG)" $(if $(PROFILE),--profile "$(PROFILE)") $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
 
 verify: $(PY_SETUP) ## Check NAME's artifact against this machine, then golden prompts
 	@test -n "$(NAME)" || { echo "make verify: set NAME=<artifact name>" >&2; exit 2; }
