@@ -183,6 +183,10 @@ def test_convert_script_quantization_flags_parse(base_config, models, tmp_path, 
         assert_parses("convert_checkpoint", version, step(p, "convert")["argv"][2:], fam)
         calibrates = mode == "int8_sq" or kv == "int8"
         assert ("calib" in [s["name"] for s in p["steps"]]) == calibrates
+        if calibrates:  # convert scripts find a local dir's split only under a "lambada" path
+            argv = step(p, "convert")["argv"]
+            calib_dir = argv[argv.index("--calib_dataset") + 1]
+            assert calib_dir == step(p, "calib")["output"] == "/stage/calib_lambada"
 
 
 @pytest.mark.parametrize("mode", ["fp8", "int4_awq", "w4a8_awq", "nvfp4"])
@@ -641,6 +645,7 @@ def test_calib_data_writes_the_first_n_samples_as_text_lines(
     )
     lines = (out / "train.jsonl").read_text().splitlines()
     assert [json.loads(x)["text"] for x in lines] == expected
+    assert (out / "validation.jsonl").read_text() == (out / "train.jsonl").read_text()
     assert json.loads(capsys.readouterr().out)["samples"] == 2
 
 
@@ -651,6 +656,7 @@ def test_calib_data_copies_parquet_and_refuses_bad_input(tmp_path, capsys):
     src.write_bytes(b"PAR1data")
     assert calib_data.main(["--input", str(src), "--output-dir", str(tmp_path / "p")]) == 0
     assert (tmp_path / "p" / "train.parquet").read_bytes() == b"PAR1data"
+    assert (tmp_path / "p" / "validation.parquet").read_bytes() == b"PAR1data"
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")
     capsys.readouterr()

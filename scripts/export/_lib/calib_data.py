@@ -6,10 +6,12 @@ Usage:
 
 FILE: .jsonl (one JSON object a line with "text", "prompt" (+ "completion") or "messages"
 [{"role", "content"}]), .json (a list of such objects or of strings) or .txt (one sample per
-non-empty line). DIR gets train.jsonl with the first N samples as {"text": ...} lines:
-quantize.py and the convert scripts load a local dataset dir as its train split with a text
-column, so nothing is downloaded (upstream issue #5247). A .parquet file is copied as
-DIR/train.parquet unread (it must have a "text" column). Prints {"schema_version": 1,
+non-empty line). DIR gets train.jsonl and validation.jsonl, each with the first N samples as
+{"text": ...} lines: quantize.py reads a local dataset dir's train split, the convert scripts
+(SmoothQuant, int8 KV cache) its validation split when the dir's path contains "lambada"
+(plan.py names it so), both the text column; nothing is downloaded (upstream issue #5247). A
+.parquet file is copied unread as DIR/train.parquet and DIR/validation.parquet (it must have a
+"text" column). Prints {"schema_version": 1,
 "samples": N or null, "sha256": ...} on stdout. Exit 2 on bad input, nothing written.
 """
 
@@ -76,12 +78,17 @@ def samples(path: Path, limit: int) -> list[str]:
     return out
 
 
+def _write_splits(out_dir: Path, suffix: str, data: bytes) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "validation"):
+        partial = out_dir / f"{split}.{suffix}.partial"
+        partial.write_bytes(data)
+        os.replace(partial, out_dir / f"{split}.{suffix}")
+
+
 def _copy_parquet(src: Path, out_dir: Path) -> int:
     data = src.read_bytes()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    partial = out_dir / "train.parquet.partial"
-    partial.write_bytes(data)
-    os.replace(partial, out_dir / "train.parquet")
+    _write_splits(out_dir, "parquet", data)
     digest = hashlib.sha256(data).hexdigest()
     print(json.dumps({"schema_version": SCHEMA_VERSION, "samples": None, "sha256": digest}))
     return 0
@@ -108,10 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"calib_data.py: {err}", file=sys.stderr)
         return err.code
     body = "".join(json.dumps({"text": t}, ensure_ascii=False) + "\n" for t in texts)
-    args.output_dir.mkdir(parents=True, exist_ok=True)
-    partial = args.output_dir / "train.jsonl.partial"
-    partial.write_text(body, encoding="utf-8")
-    os.replace(partial, args.output_dir / "train.jsonl")
+    _write_splits(args.output_dir, "jsonl", body.encode("utf-8"))
     digest = hashlib.sha256(body.encode("utf-8")).hexdigest()
     print(json.dumps({"schema_version": SCHEMA_VERSION, "samples": len(texts), "sha256": digest}))
     return 0

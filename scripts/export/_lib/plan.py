@@ -438,7 +438,10 @@ def _engine_steps(
     if route in ("convert", "quantize") and calib_path and Path(calib_path).is_file():
         needs = route == "quantize" or mode == "int8_sq" or kv == "int8"
         if needs:
-            calib_dir = str(Path(staging) / "calib")
+            # The convert scripts' load_calib_dataset() only knows a local dir's split and
+            # column when its path names a known dataset: "lambada" -> validation split, "text"
+            # column. calib_data.py writes validation.jsonl and train.jsonl (quantize.py: train).
+            calib_dir = str(Path(staging) / ("calib" if route == "quantize" else "calib_lambada"))
             steps.append(
                 commands.calib_step(
                     python=python, dataset=calib_path, output_dir=calib_dir, num_samples=size
