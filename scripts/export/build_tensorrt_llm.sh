@@ -332,7 +332,12 @@ build_identity() {
 }
 
 build_staging() {
+  local timing_dir
   staging_clear_stale "${OUTPUT_DIR}"
+  # trtllm-build writes the timing cache but does not create its dir (absent for pytorch plans)
+  timing_dir="$("${PYTHON}" "${LIB_DIR}/plan.py" get --plan "${WORK_DIR}/plan.json" \
+    --key timing_cache_dir 2>/dev/null)" || timing_dir=""
+  [[ -z "${timing_dir}" ]] || mkdir -p -- "${timing_dir}"
   mkdir -p -- "${STAGING_PLANNED}/logs"
   STAGING="${STAGING_PLANNED}"
   cp -- "${WORK_DIR}/config.json" "${STAGING}/logs/resolved_config.json"

@@ -314,7 +314,8 @@ def build(argv: list[str]) -> int:
         (out / f"rank{rank}.engine").write_bytes(f"FAKE-ENGINE {version} rank {rank}\n".encode())
     timing = args.get("output_timing_cache")
     if timing:
-        Path(timing).parent.mkdir(parents=True, exist_ok=True)
+        if not Path(timing).parent.is_dir():  # trtllm-build does not create it
+            raise FakeFailure(f"FileNotFoundError: [Errno 2] No such file or directory: '{timing}'")
         Path(timing).write_bytes(b"FAKE-TIMING-CACHE\n")
     print(f"[TensorRT-LLM] fake trtllm-build {version}: {world} engine(s) in {out}")
     return 0
