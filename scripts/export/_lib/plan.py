@@ -321,14 +321,15 @@ def _estimate_checks(config, model_config, gpu, estimate: dict, facts: dict) -> 
         )
     )
     tokens, seq = estimate["kv_cache_capacity_tokens"], estimate["max_seq_len"]
+    kv_is_small = (config.get("quantization") or {}).get("kv_cache_dtype") in ("fp8", "int8")
+    kv_fix = "" if kv_is_small else " or quantization.kv_cache_dtype: fp8"
     if tokens < seq:
         out.append(
             _check(
                 "kv_capacity",
                 "fail",
                 f"KV cache holds {tokens} tokens, less than one max_seq_len {seq} sequence",
-                "build.max_seq_len or build.max_num_tokens lower, a larger tp_size, "
-                "or quantization.kv_cache_dtype: fp8",
+                "build.max_seq_len or build.max_num_tokens lower, a larger tp_size" + kv_fix,
             )
         )
     elif not estimate["max_batch_size_reachable"]:
@@ -338,8 +339,7 @@ def _estimate_checks(config, model_config, gpu, estimate: dict, facts: dict) -> 
                 "warn",
                 f"KV cache holds {estimate['kv_cache_capacity_sequences']} full-length "
                 f"sequences, below max_batch_size {estimate['max_batch_size']}",
-                "fine for shorter requests; else build.max_batch_size lower or "
-                "quantization.kv_cache_dtype: fp8",
+                "fine for shorter requests; else build.max_batch_size lower" + kv_fix,
             )
         )
     else:
@@ -710,7 +710,7 @@ def show(plan: dict) -> str:
     lines = [
         f"plan   {plan.get('backend')} backend, TensorRT-LLM {plan['trtllm_version']} "
         f"({plan['trtllm_version_source']})",
-        f"model  {plan.get('hf_architecture')} -> family {plan.get('family')}, dtype "
+        f"model  {plan.get('hf_architecture')} -> family {plan.get('family') or '-'}, dtype "
         f"{plan.get('dtype')}, quantization {q.get('mode')} (kv {q.get('kv_cache_dtype')})",
         f"gpu    {gpu.get('name')} SM {gpu.get('compute_capability')} "
         f"{gpu.get('memory_total_mib', 0) / 1024:.0f} GiB ({gpu.get('source')}); "
