@@ -689,3 +689,31 @@ def test_uneven_pipeline_split_warns_and_unrecorded_family_warns(base_config, mo
     fam = next(c for c in p["checks"] if c["id"] == "family")
     assert fam["status"] == "warn" and "not recorded" in fam["message"]
     assert step(p, "convert")["argv"][1] == "/ex/models/contrib/deepseek_v2/convert_checkpoint.py"
+
+
+def test_a_trtllm_import_banner_does_not_reach_the_plan_on_stdout(
+    base_config, models, tmp_path, monkeypatch, capfd
+):
+    pkg = tmp_path / "site" / "tensorrt_llm"
+    (pkg / "commands").mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "import os, sys\nprint('[TensorRT-LLM] TensorRT-LLM version: 9.9')\n"
+        "os.write(1, b'native banner\\n')\n"
+    )
+    (pkg / "commands" / "__init__.py").write_text("")
+    (pkg / "commands" / "build.py").write_text(
+        "import argparse\ndef parse_arguments():\n"
+        "    p = argparse.ArgumentParser()\n    p.add_argument('--anything', nargs='*')\n"
+        "    return p\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    for name in [m for m in sys.modules if m.startswith("tensorrt_llm")]:
+        monkeypatch.delitem(sys.modules, name)
+    code = run_main(
+        tmp_path, base_config, facts("1.2.0", gpus=1), models["llama-3.1-8b"], "--keep-going"
+    )
+    out = capfd.readouterr()
+    plan_doc = json.loads(out.out)  # nothing but the plan on stdout
+    assert "banner" in out.err and "TensorRT-LLM version" in out.err
+    check = next(c for c in plan_doc["checks"] if c["id"] == "installed_cli")
+    assert check["status"] == "fail" and code == 2  # this stand-in parser knows no build flag

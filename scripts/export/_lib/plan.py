@@ -376,12 +376,33 @@ def _estimate_checks(config, model_config, gpu, estimate: dict, facts: dict) -> 
     return out
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    """Send fd 1 (Python and native writes alike) to stderr for the duration."""
+    sys.stdout.flush()
+    try:
+        saved = os.dup(1)
+    except OSError:  # no fd 1 (embedded use): Python-level redirect only
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+        return
+    try:
+        os.dup2(2, 1)
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def _installed_parser_check(build_argv: list[str]) -> dict:
     """Parse the build argv with the installed trtllm-build's own argparse (no subprocess)."""
     if importlib.util.find_spec("tensorrt_llm") is None:
         return _check("installed_cli", "skip", "tensorrt_llm is not importable here")
     try:
-        module = importlib.import_module("tensorrt_llm.commands.build")
+        with _stdout_to_stderr():  # tensorrt_llm prints a banner on import; stdout is the plan
+            module = importlib.import_module("tensorrt_llm.commands.build")
     except Exception as err:  # any import failure of a GPU package is reported, not raised
         return _check("installed_cli", "warn", f"could not import trtllm-build's parser: {err}")
     saved, err_buf = sys.argv, io.StringIO()
