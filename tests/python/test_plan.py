@@ -717,3 +717,23 @@ def test_a_trtllm_import_banner_does_not_reach_the_plan_on_stdout(
     assert "banner" in out.err and "TensorRT-LLM version" in out.err
     check = next(c for c in plan_doc["checks"] if c["id"] == "installed_cli")
     assert check["status"] == "fail" and code == 2  # this stand-in parser knows no build flag
+
+
+def test_relative_dirs_become_absolute_because_steps_run_in_the_staging_dir(
+    base_config, models, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    doc = config_with(base_config, **{"target.trtllm_version": "1.2.0"})
+    p = plan.make_plan(
+        doc,
+        facts("1.2.0", gpus=1),
+        models["llama-3.1-8b"],
+        "stage",
+        cache_dir="cache",
+        examples_dir="ex",
+    )
+    convert, build = step(p, "convert")["argv"], step(p, "build")["argv"]
+    assert convert[1] == str(tmp_path / "ex/models/core/llama/convert_checkpoint.py")
+    assert convert[convert.index("--output_dir") + 1] == str(tmp_path / "stage/checkpoint")
+    assert build[build.index("--output_dir") + 1] == str(tmp_path / "stage/engine")
+    assert p["timing_cache"].startswith(str(tmp_path / "cache") + "/")

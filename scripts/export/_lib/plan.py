@@ -109,7 +109,7 @@ def _slug(text: str) -> str:
 
 def timing_cache_dir(cache_root: str, gpu: dict, version: str) -> str:
     cc = str(gpu.get("compute_capability") or "").replace(".", "")
-    return str(Path(cache_root) / f"{_slug(gpu['name'])}-sm{cc}-trt{version}")
+    return str(Path(cache_root).absolute() / f"{_slug(gpu['name'])}-sm{cc}-trt{version}")
 
 
 def _cc_ok(cc: str, need: str) -> bool:
@@ -623,6 +623,7 @@ def make_plan(
             error_id="version_window",
         )
     model_dir = str(Path(model_dir).resolve())
+    staging = str(Path(staging).absolute())  # steps run with the staging dir as cwd
     model_config = require_hf_dir(model_dir)
     family = detect(model_config, version) if backend == "engine" else None
     gpu = target_gpu(config, facts)
@@ -634,6 +635,8 @@ def make_plan(
     route = None
     cache_file = None
     examples = examples_dir or os.environ.get("TRTLLM_EXAMPLES_DIR") or "$TRTLLM_EXAMPLES_DIR"
+    if not examples.startswith("$"):
+        examples = str(Path(examples).absolute())
     checks = [
         _check(
             "trtllm_version",
