@@ -189,3 +189,19 @@ def test_main_prints_json_and_exits_2_without_a_model(tmp_path, capsys):
     assert out["schema_version"] == 1 and out["build"]["tp_size"] == 2
     assert est.main(["--model-dir", str(tmp_path / "missing")]) == 2
     assert capsys.readouterr().out == ""
+
+
+def test_kv_heads_are_replicated_when_tp_exceeds_them():
+    falcon = cfg("falcon-7b")  # multi-query: one KV head of 64
+    groups = est.parameter_groups(est.model_shape(falcon))
+    tp2 = est.estimate(settings(tp=2), falcon, H100)["weights_bytes_per_gpu"]
+    kv = 32 * 2 * 4544 * 64  # K and V projections of the one KV head, all layers
+    expected = 2 * (
+        (groups["layers_linear"] - kv) / 2  # split across the two ranks
+        + kv  # but each rank keeps all of K and V
+        + groups["layers_other"]  # norms replicated
+        + groups["embedding"]  # embedding replicated
+        + 65024 * 4544 / 2  # lm_head split
+        + groups["final_norm"]
+    )
+    assert tp2 == pytest.approx(expected, rel=1e-9)

@@ -366,9 +366,10 @@ def _weights_per_gpu(groups: dict, s: Shape, st: dict, dtype_bytes: int) -> dict
     tp, pp = st["tp"], st["pp"]
     lin_bytes = QUANT_LINEAR_BYTES.get(st["quant"], dtype_bytes)
     per_layer_lin = groups["layers_linear"] / s.layers * lin_bytes / tp
-    per_layer_other = (
-        groups["layers_other"] / s.layers * dtype_bytes
-    )  # norms replicated: upper bound
+    if not s.mla and tp > s.kv_heads:  # KV heads are replicated when tp exceeds them
+        kv_lin = 2 * s.hidden * s.head_dim  # k and v projections of one KV head
+        per_layer_lin += kv_lin * lin_bytes * (math.ceil(s.kv_heads / tp) - s.kv_heads / tp)
+    per_layer_other = groups["layers_other"] / s.layers * dtype_bytes  # replicated: upper bound
     layers_on_worst = math.ceil(s.layers / pp)
     layer_bytes = layers_on_worst * (per_layer_lin + per_layer_other)
     embed = (groups["embedding"] + groups["positions"]) * dtype_bytes
