@@ -737,3 +737,15 @@ def test_relative_dirs_become_absolute_because_steps_run_in_the_staging_dir(
     assert convert[convert.index("--output_dir") + 1] == str(tmp_path / "stage/checkpoint")
     assert build[build.index("--output_dir") + 1] == str(tmp_path / "stage/engine")
     assert p["timing_cache"].startswith(str(tmp_path / "cache") + "/")
+
+
+def test_workers_are_lowered_to_what_host_ram_holds(base_config, models):
+    doc = config_with(base_config, **{"parallel.tp_size": 8, "build.workers": 8})
+    fact = facts("1.2.0", gpus=8)
+    fact["memory"]["available_bytes"] = 100 * 1024**3
+    p = plan.make_plan(doc, fact, models["llama-3.1-70b"], "/stage", examples_dir="/ex")
+    per_worker = 2 * p["estimates"]["weights_bytes_per_gpu"]
+    argv = step(p, "build")["argv"]
+    workers = int(argv[argv.index("--workers") + 1])
+    assert workers == (100 * 1024**3) // per_worker < 8
+    assert any("build.workers 8 lowered" in note for note in p["notes"])

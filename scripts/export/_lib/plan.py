@@ -443,6 +443,7 @@ def _engine_steps(
     examples_dir,
     python,
     notes,
+    estimate,
 ):
     quant = config.get("quantization") or {}
     mode, kv = quant.get("mode", "none"), quant.get("kv_cache_dtype", "auto")
@@ -539,6 +540,15 @@ def _engine_steps(
         )
     world = tp * pp
     workers = max(1, min(int(build.get("workers", 1)), world, gpu["count"] or 1))
+    available = (facts.get("memory") or {}).get("available_bytes")
+    per_worker = 2 * estimate["weights_bytes_per_gpu"]  # a rank's weights + its engine
+    if available and per_worker and workers > max(1, available // per_worker):
+        notes.append(
+            f"build.workers {workers} lowered to {max(1, available // per_worker)}: each worker "
+            f"holds about {per_worker / GIB:.1f} GiB of one rank in host RAM, "
+            f"{available / GIB:.1f} GiB available"
+        )
+        workers = max(1, available // per_worker)
     cache_file = None
     if build.get("timing_cache", True) and cache_root:
         cache_file = str(Path(timing_cache_dir(cache_root, gpu, version)) / "timing.cache")
@@ -645,6 +655,7 @@ def make_plan(
             + (f"; CLI record {cli_record_version(version)}" if backend == "engine" else ""),
         )
     ]
+    estimate = est.estimate(config, model_config, gpu, model_dir=model_dir, facts=facts)
     if backend == "engine":
         notes += family.notes
         checks.append(
@@ -677,6 +688,7 @@ def make_plan(
             examples,
             python,
             notes,
+            estimate,
         )
         if (facts.get("packages") or {}).get("tensorrt_llm"):
             checks.append(_installed_parser_check(steps[-1]["argv"]))
@@ -685,7 +697,6 @@ def make_plan(
         steps = _pytorch_steps(config, facts, model_dir, staging)
     checks += _structure_checks(config, shape, family, gpu)
     checks += _precision_checks(config, gpu, dtype)
-    estimate = est.estimate(config, model_config, gpu, model_dir=model_dir, facts=facts)
     checks += _estimate_checks(config, model_config, gpu, estimate, facts)
     par = config.get("parallel") or {}
     tp, pp = int(par.get("tp_size", 1)), int(par.get("pp_size", 1))
