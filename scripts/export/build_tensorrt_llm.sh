@@ -281,12 +281,26 @@ build_resolve_steps() {
 }
 
 build_show_plan() {
+  local status
   if ((JSON)); then
     cat -- "${WORK_DIR}/plan.json"
   else
     "${PYTHON}" "${LIB_DIR}/plan.py" show --plan "${WORK_DIR}/plan.json"
   fi
-  log "dry run: nothing was written; the artifact would go to ${OUTPUT_DIR}"
+  build_compute_id
+  status="$("${PYTHON}" "${LIB_DIR}/manifest.py" status --output "${OUTPUT_DIR}" --build-id "${BUILD_ID}")" || exit $?
+  case "${status}" in
+    absent) log "dry run: nothing was written; the build would create ${OUTPUT_DIR}" ;;
+    same) log "dry run: nothing was written; ${OUTPUT_DIR} is up to date (build ${BUILD_ID:0:19})" ;;
+    *) log "dry run: nothing was written; ${OUTPUT_DIR} holds a different build: the real run needs --force" ;;
+  esac
+}
+
+build_compute_id() {
+  BUILD_ID="$("${PYTHON}" "${LIB_DIR}/manifest.py" inputs --config-json "${WORK_DIR}/config.json" \
+    --facts-json "${WORK_DIR}/facts.json" --plan-json "${WORK_DIR}/plan.json" \
+    --model-dir "${MODEL_DIR}" --staging "${STAGING_PLANNED}" --cache-dir "${CACHE_DIR}" \
+    --out "${WORK_DIR}/inputs.json")" || exit $?
 }
 
 build_print_result() {
@@ -300,10 +314,7 @@ build_print_result() {
 # build_identity: the build_id, then the lock, then whether the output already holds this build.
 build_identity() {
   local status rc=0
-  BUILD_ID="$("${PYTHON}" "${LIB_DIR}/manifest.py" inputs --config-json "${WORK_DIR}/config.json" \
-    --facts-json "${WORK_DIR}/facts.json" --plan-json "${WORK_DIR}/plan.json" \
-    --model-dir "${MODEL_DIR}" --staging "${STAGING_PLANNED}" --cache-dir "${CACHE_DIR}" \
-    --out "${WORK_DIR}/inputs.json")" || exit $?
+  build_compute_id
   mkdir -p -- "${OUTPUT_PARENT}" || die "cannot create ${OUTPUT_PARENT}"
   lock_acquire "${LOCK_FILE}" LOCK_FD || rc=$?
   case "${rc}" in

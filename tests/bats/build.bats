@@ -173,6 +173,7 @@ build_and_check() {
   run --separate-stderr "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}" --dry-run
   assert_success
   assert_output --partial "trtllm-build"
+  [[ "${stderr}" == *"the build would create ${OUT}"* ]]
   [[ -z "$(build_outputs_listing)" ]]
   [[ "$(build_calls convert)" == 0 ]]
   run --separate-stderr "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}" --dry-run --json
@@ -180,4 +181,22 @@ build_and_check() {
   run build_json_get <(printf '%s' "${output}") schema_version
   assert_output "1"
   [[ -z "$(build_outputs_listing)" ]]
+}
+
+@test "backend pytorch publishes bundle.py's deploy bundle with the same manifest, atomically" {
+  build_use_stack 1.2.0
+  build_write_config "${CONFIG}" 1.2.0
+  sed -i 's/^backend: engine/backend: pytorch/' "${CONFIG}"
+  run --separate-stderr "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}"
+  assert_success
+  [[ -f "${OUT}/checkpoint/config.json" && -f "${OUT}/llm_api_options.yaml" && -x "${OUT}/serve.sh" ]]
+  [[ "$(build_calls build)" == 0 ]]
+  run build_json_get "${OUT}/build.json" backend
+  assert_output "pytorch"
+  run build_json_get "${OUT}/build.json" serve.argv.2
+  assert_output "--backend"
+  run build_json_get "${OUT}/build.json" artifact.tokenizer.load_check
+  assert_output "ok"
+  run ls -A "${OUT%/*}"
+  refute_output --partial "staging"
 }
