@@ -29,7 +29,8 @@
 # Stdout: the artifact dir (with --json: build.json; with --dry-run: the plan).
 #
 # Environment: PYTHON (default python3), TRTLLM_EXAMPLES_DIR (TensorRT-LLM's examples dir),
-#   OUTPUTS_DIR (default: outputs/ of this repository).
+#   OUTPUTS_DIR (default: outputs/ of this repository), BUILD_PROGRESS_SECONDS (default 60:
+#   how often a running step reports).
 # Exit codes: 0 ok, 1 a step failed, 2 bad input (nothing written).
 set -euo pipefail
 
@@ -40,6 +41,8 @@ REPO_ROOT="$(cd "${SCRIPT_DIR}/../.." && pwd)"
 readonly REPO_ROOT
 readonly PROG="build_tensorrt_llm"
 readonly NAME_PATTERN='^[A-Za-z0-9][A-Za-z0-9._-]*$'
+# Seconds between the progress lines of a running step (tests shorten it).
+readonly PROGRESS_SECONDS="${BUILD_PROGRESS_SECONDS:-60}"
 
 # shellcheck source=_lib/log.sh
 source "${LIB_DIR}/log.sh"
@@ -366,9 +369,26 @@ build_step() {
   (cd -- "${STAGING}" && exec "${PYTHON}" "${LIB_DIR}/run_step.py" --log "${log}" \
     --stats "${STAGING}/logs/${name}.stats.json" -- "${argv[@]}") {LOCK_FD}>&- &
   STEP_PID=$!
+  build_step_progress "${name}" "${log}"
   wait "${STEP_PID}" || rc=$?
   STEP_PID=""
   ((rc == 0)) || build_step_failed "${name}" "${log}" "${rc}"
+}
+
+# build_step_progress NAME LOG: while the step runs, a line every PROGRESS_SECONDS with the time
+# so far and the log's last line, so a 40-minute build is visibly alive.
+build_step_progress() {
+  local name="$1" log="$2" start now last=""
+  build_now_us start
+  local next=$((start + PROGRESS_SECONDS * 1000000))
+  while kill -0 "${STEP_PID}" 2>/dev/null; do
+    sleep 0.2
+    build_now_us now
+    ((now >= next)) || continue
+    next=$((now + PROGRESS_SECONDS * 1000000))
+    last="$(tail -n 1 -- "${log}" 2>/dev/null | tr -d '\r' | cut -c 1-100)" || last=""
+    log "$(printf '%-10s ... %ds so far; log: %s' "${name}" $(((now - start) / 1000000)) "${last}")"
+  done
 }
 
 build_step_failed() { # <step> <log> <exit code>

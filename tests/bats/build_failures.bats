@@ -135,7 +135,7 @@ build_run() {
 }
 
 @test "a second concurrent build of the same output exits 1 and names the holder's pid" {
-  FAKE_TRTLLM_FAIL=build:hang "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" \
+  FAKE_TRTLLM_FAIL=build:hang BUILD_PROGRESS_SECONDS=1 "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" \
     --output "${OUT}" >"${BATS_TEST_TMPDIR}/first.out" 2>&1 3>&- &
   BG_PID=$!
   build_wait_for "${BATS_TEST_TMPDIR}/build.pid"
@@ -143,10 +143,16 @@ build_run() {
   assert_failure 1
   [[ "${stderr}" == *"another build of ${OUT} is running (pid ${BG_PID})"* ]]
   # stopping the first build (SIGTERM) stops its step and leaves no output
-  local rc=0
+  local rc=0 i
+  for ((i = 0; i < 50; i++)); do
+    grep -q "s so far" "${BATS_TEST_TMPDIR}/first.out" && break
+    sleep 0.1
+  done
   kill -TERM "${BG_PID}"
   wait "${BG_PID}" || rc=$?
   [[ "${rc}" == 143 ]]
+  # a long step reported progress with its log's last line
+  [[ "$(cat "${BATS_TEST_TMPDIR}/first.out")" == *"build      ... "*"s so far; log: fake: hanging until killed"* ]]
   [[ "$(cat "${BATS_TEST_TMPDIR}/first.out")" == *"interrupted by SIGTERM"* ]]
   [[ ! -e "${OUT}" ]]
   build_pid_gone "$(cat "${BATS_TEST_TMPDIR}/build.pid")"
