@@ -39,8 +39,12 @@ class Op:
         self._cache.clear()
 
 
-def apply(op: Op, block, start: int, stop: int) -> None:
-    """Apply op in place to block = rows [start, stop) of the tensor (working dtype)."""
+def apply(op: Op, block, start: int, stop: int, scratch=None) -> None:
+    """Apply op in place to block = rows [start, stop) of the tensor (working dtype).
+
+    scratch: optional flat tensor of block's dtype and at least block's size, reused for the
+    product so the hot path allocates nothing.
+    """
     import torch
 
     dt, dev = block.dtype, block.device
@@ -49,7 +53,11 @@ def apply(op: Op, block, start: int, stop: int) -> None:
         return op.tensor(role, dt, dev)
 
     if op.kind in ("lora", "dora"):
-        delta = t("B")[start:stop] @ t("A")
+        if scratch is not None:
+            delta = scratch[: block.numel()].view(block.shape)
+            torch.mm(t("B")[start:stop], t("A"), out=delta)
+        else:
+            delta = t("B")[start:stop] @ t("A")
         delta.mul_(op.scale)
         block.add_(delta)
         if op.kind == "dora":

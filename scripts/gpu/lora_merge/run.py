@@ -116,7 +116,7 @@ def merge(opts: Options) -> dict:
         info["method"] = "peft_merge_and_unload"
         config_changes: dict = {}
     else:
-        workers = opts.workers or min(8, (os.cpu_count() or 2) + 2)
+        workers = opts.workers or min(16, (os.cpu_count() or 2) + 1)
         shards = writer.layout(plan.tensors, stage, opts.max_shard)
         progress = writer.Progress(total, "merge_lora: weights", opts.quiet)
         _configure_torch(workers)
@@ -178,8 +178,9 @@ def _largest(plan) -> int:
 def _configure_torch(workers: int) -> None:
     import torch
 
-    # Workers overlap reads, math and writes; keep torch's own pool from oversubscribing.
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, workers // 2)))
+    # The workers overlap reads, math and writes, one tensor each; torch's own thread pool
+    # on top would oversubscribe the cores (OpenMP spin-waits on blocks this small).
+    torch.set_num_threads(1 if workers > 1 else (os.cpu_count() or 1))
 
 
 def _verify(plan, base_dir: Path, adapters: list[Path], stage: Path) -> dict:
