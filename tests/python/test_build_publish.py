@@ -48,6 +48,8 @@ HINT_CASES = [
     ),
     ("torch.OutOfMemoryError: CUDA out of memory.", 1, "gpu_out_of_memory", "parallel.tp_size"),
     ("OSError: [Errno 28] No space left on device", 1, "disk_full", "--output"),
+    ("run_step: command not found: trtllm-build", 127, "tool_missing", "TRTLLM_EXAMPLES_DIR"),
+    ("ModuleNotFoundError: No module named 'tensorrt_llm'", 1, "tool_missing", "PYTHON=python3"),
 ]
 
 

@@ -83,6 +83,14 @@ SIGNATURES: tuple[Signature, ...] = (
         "convert on a machine with more RAM (each worker loads a full copy of the weights)",
     ),
     _sig(
+        "tool_missing",
+        r"run_step: command not found|No module named '?tensorrt_llm'?|can't open file .*"
+        r"convert_checkpoint\.py",
+        "TensorRT-LLM or one of its scripts is not where the plan expects it: run inside NVIDIA's "
+        "TensorRT-LLM container with PYTHON=python3 and TRTLLM_EXAMPLES_DIR set (make doctor "
+        "checks both)",
+    ),
+    _sig(
         "disk_full",
         r"No space left on device",
         "the disk is full: free space under outputs/gpu/tensorrt_llm/ (stale .staging dirs "
