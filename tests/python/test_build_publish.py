@@ -162,6 +162,11 @@ def test_build_id_ignores_the_staging_pid_and_model_path_but_not_versions(tmp_pa
     )
     assert a["build_id"] == b["build_id"]
     assert a["identity"]["commands"][0]["argv"][-1] == "<staging>/engine"
+    moved = _docs(model_dir, "/s", steps=[{"name": "convert", "argv": ["/py", "/ex/c.py"]}])
+    moved[1]["python"] = {"executable": "/py"}
+    moved[2]["examples_dir"] = "/ex"
+    doc = manifest.build_inputs(*moved, model_dir, Path("/s"), Path("/c"))
+    assert doc["identity"]["commands"][0]["argv"] == ["<python>", "<examples>/c.py"]
     c = manifest.build_inputs(
         *_docs(model_dir, "/s", tensorrt="10.13.0"), model_dir, Path("/s"), Path("/c")
     )

@@ -13,8 +13,9 @@ build_id = sha256 over a canonical JSON of what decides the artifact's bytes and
   - the resolved config's hash (config_hash from build_config.py) and the backend;
   - the TensorRT-LLM and TensorRT versions the plan targets, the target GPU's name and compute
     capability, and the world size (engines are tied to all of these);
-  - the planned commands, with the staging, model, cache dirs and the interpreter replaced by
-    placeholders (so a toolkit change that changes a flag changes the id, a new pid does not).
+  - the planned commands, with the staging, model, cache and examples dirs and the interpreter
+    replaced by placeholders (a toolkit change that changes a flag changes the id; a new pid, a
+    moved repo or another examples dir does not).
 Paths, times, hostnames, driver and torch versions are deliberately left out.
 
 The model fingerprint is cheap by design (about a second for a 16 GB model) and exact where it
@@ -32,6 +33,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import struct
 import sys
 from pathlib import Path
@@ -137,10 +139,15 @@ def _load_json(path: Path, what: str) -> dict[str, Any]:
 def normalize_argv(argv: list[str], replacements: dict[str, str]) -> list[str]:
     """argv with machine-specific paths replaced by placeholders (longest path first)."""
     ordered = sorted(((k, v) for k, v in replacements.items() if k), key=lambda kv: -len(kv[0]))
+    # whole path components only: /c must not match inside /ex/c.py
+    patterns = [
+        (re.compile(r"(?<![\w.-])" + re.escape(path.rstrip("/")) + r"(?=/|$|[=:,])"), ph)
+        for path, ph in ordered
+    ]
     out = []
     for arg in argv:
-        for path, placeholder in ordered:
-            arg = arg.replace(path, placeholder)
+        for pattern, placeholder in patterns:
+            arg = pattern.sub(placeholder, arg)
         out.append(arg)
     return out
 
@@ -167,6 +174,8 @@ def build_inputs(
         str(model_dir.resolve()): "<model>",
         str(cache_dir): "<cache>",
         os.environ.get("PYTHON", ""): "<python>",
+        str((facts.get("python") or {}).get("executable") or ""): "<python>",
+        str(plan.get("examples_dir") or ""): "<examples>",
     }
     commands = [
         {"name": s.get("name"), "argv": normalize_argv(list(s.get("argv", [])), replacements)}
