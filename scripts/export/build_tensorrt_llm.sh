@@ -140,9 +140,9 @@ build_now_us() { # <variable>
 }
 
 build_seconds_since() { # <variable> <start in µs>: elapsed seconds with one decimal
-  local now
+  local now us
   build_now_us now
-  local us=$((now - $2))
+  us=$((now - $2))
   printf -v "$1" '%d.%d' $((us / 1000000)) $(((us / 100000) % 10))
 }
 
@@ -378,9 +378,9 @@ build_step() {
 # build_step_progress NAME LOG: while the step runs, a line every PROGRESS_SECONDS with the time
 # so far and the log's last line, so a 40-minute build is visibly alive.
 build_step_progress() {
-  local name="$1" log="$2" start now last=""
+  local name="$1" log="$2" start now next last=""
   build_now_us start
-  local next=$((start + PROGRESS_SECONDS * 1000000))
+  next=$((start + PROGRESS_SECONDS * 1000000))
   while kill -0 "${STEP_PID}" 2>/dev/null; do
     sleep 0.2
     build_now_us now
@@ -422,6 +422,7 @@ build_main() {
   trap build_on_exit EXIT
   trap 'build_on_signal INT 2' INT
   trap 'build_on_signal TERM 15' TERM
+  trap 'build_on_signal HUP 1' HUP
   : >"${WORK_DIR}/stages.tsv"
   build_stage args
   build_stage config
