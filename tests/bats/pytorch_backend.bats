@@ -23,10 +23,12 @@ setup_file() {
     build_write_config "${BATS_FILE_TMPDIR}/engine.yaml" 1.2.0
     FAKE_TRTLLM_CALLS="${BATS_FILE_TMPDIR}/bundle-calls.jsonl" \
       "${BUILD}" --model-dir "${BATS_FILE_TMPDIR}/models/tiny llama" --config "${BATS_FILE_TMPDIR}/pytorch.yaml" \
-      --output "${BATS_FILE_TMPDIR}/shared/bundle" >/dev/null 2>&1
+      --output "${BATS_FILE_TMPDIR}/shared/bundle" >"${BATS_FILE_TMPDIR}/bundle.log" 2>&1 \
+      || { tail -n 30 "${BATS_FILE_TMPDIR}/bundle.log" >&2; return 1; }
     FAKE_TRTLLM_CALLS="${BATS_FILE_TMPDIR}/engine-calls.jsonl" \
       "${BUILD}" --model-dir "${BATS_FILE_TMPDIR}/models/tiny llama" --config "${BATS_FILE_TMPDIR}/engine.yaml" \
-      --output "${BATS_FILE_TMPDIR}/shared/engine" >/dev/null 2>&1
+      --output "${BATS_FILE_TMPDIR}/shared/engine" >"${BATS_FILE_TMPDIR}/engine.log" 2>&1 \
+      || { tail -n 30 "${BATS_FILE_TMPDIR}/engine.log" >&2; return 1; }
   )
 }
 

@@ -16,7 +16,11 @@ shared_build() {
     HOME="${BATS_FILE_TMPDIR}/home" FAKE_TRTLLM_STATE="${BATS_FILE_TMPDIR}" \
     PYTHONPATH="${BATS_FILE_TMPDIR}/stacks/1.2.0" TRTLLM_EXAMPLES_DIR="${FAKE_EXAMPLES}/from-0.19" \
     "${BUILD}" --model-dir "${BATS_FILE_TMPDIR}/models/tiny llama" --config "${BATS_FILE_TMPDIR}/${kind}.yaml" \
-    --output "${BATS_FILE_TMPDIR}/shared/${kind}" >/dev/null 2>&1
+    --output "${BATS_FILE_TMPDIR}/shared/${kind}" >"${BATS_FILE_TMPDIR}/${kind}.log" 2>&1 || {
+    printf 'setup: the %s build failed:\n' "${kind}" >&2
+    tail -n 30 "${BATS_FILE_TMPDIR}/${kind}.log" >&2
+    return 1
+  }
 }
 
 setup_file() {
