@@ -108,6 +108,20 @@ build_and_check() {
   assert_output --partial "exec mpirun -n 2"
 }
 
+@test "fp8 goes through quantize.py with a local calibration file; intermediates are not published" {
+  build_use_stack 1.2.0
+  build_write_config "${CONFIG}" 1.2.0
+  printf '{"text": "w1 w2 w3"}\n{"text": "w4 w5"}\n' >"${BATS_TEST_TMPDIR}/calib.jsonl"
+  sed -i -e 's/mode: none/mode: fp8/' -e 's/kv_cache_dtype: auto/kv_cache_dtype: fp8/' \
+    -e "s|dataset: null|dataset: \"${BATS_TEST_TMPDIR}/calib.jsonl\"|" "${CONFIG}"
+  run --separate-stderr "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}"
+  assert_success
+  [[ "$(build_calls quantize)" == 1 && "$(build_calls convert)" == 0 && "$(build_calls build)" == 1 ]]
+  run build_json_get "${OUT}/engine/config.json" pretrained_config.quantization.quant_algo
+  assert_output "FP8"
+  [[ ! -e "${OUT}/calib" && ! -e "${OUT}/checkpoint" && -f "${OUT}/logs/quantize.log" ]]
+}
+
 @test "--name NAME builds outputs/gpu/merged_models/NAME into outputs/gpu/tensorrt_llm/NAME; a re-run is up to date in about a second" {
   local out="${OUTPUTS_DIR}/gpu/tensorrt_llm/my-sft" before start
   build_use_stack 1.2.0

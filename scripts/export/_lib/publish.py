@@ -56,6 +56,7 @@ TOKENIZER_CORE = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.js
 ENGINE_DIR = "engine"
 TOKENIZER_DIR = "tokenizer"
 CHECKPOINT_DIR = "checkpoint"
+INTERMEDIATE_DIRS = (CHECKPOINT_DIR, "calib")
 FIRST_TRTLLM_SERVE = (0, 15)  # trtllm-serve first shipped in 0.15
 DEFAULT_BACKEND_FLAG = (1, 0)  # from 1.0 trtllm-serve defaults to the PyTorch backend
 
@@ -353,8 +354,9 @@ def publish_engine(args: argparse.Namespace) -> Path:
     serve = serve_command(plan.get("trtllm_version"), tp, pp)
     env = {"trtllm_version": plan.get("trtllm_version"), "gpu": plan.get("gpu")}
     write_serve_sh(staging / "serve.sh", serve, inputs["build_id"], env)
-    if not args.keep_checkpoint:
-        shutil.rmtree(staging / CHECKPOINT_DIR, ignore_errors=True)
+    if not args.keep_checkpoint:  # intermediates: as large as the engine (calib: a data copy)
+        for intermediate in INTERMEDIATE_DIRS:
+            shutil.rmtree(staging / intermediate, ignore_errors=True)
     files = {
         p.relative_to(staging).as_posix(): p.stat().st_size
         for p in sorted(staging.rglob("*"))
