@@ -7,14 +7,15 @@
 # opened. The holder's pid is written into FILE. The fd stays open (and the lock held) until
 # lock_release or the exit of this shell; pass `{VAR}>&-` to children that must not keep it.
 lock_acquire() {
-  local file="$1" var="$2" fd
-  exec {fd}<>"${file}" || return 2
-  if ! flock --nonblock "${fd}"; then
-    exec {fd}>&-
+  # (locals prefixed so that VAR may be any name the caller likes, "fd" included)
+  local _lock_file="$1" _lock_var="$2" _lock_fd
+  exec {_lock_fd}<>"${_lock_file}" || return 2
+  if ! flock --nonblock "${_lock_fd}"; then
+    exec {_lock_fd}>&-
     return 1
   fi
-  printf '%s\n' "$$" >"${file}"
-  printf -v "${var}" '%s' "${fd}"
+  printf '%s\n' "$$" >"${_lock_file}"
+  printf -v "${_lock_var}" '%s' "${_lock_fd}"
 }
 
 # lock_holder FILE: print the pid recorded in FILE by the process holding the lock ("unknown"

@@ -1,0 +1,73 @@
+#!/usr/bin/env bats
+# The Bash libraries of the build: lock.sh (one build per output) and staging.sh (stale staging
+# dirs, the swap into place). Sourced and called directly; no Python.
+
+bats_require_minimum_version 1.5.0
+
+load test_helper
+
+setup() {
+  common_setup
+  PROG="build_lib_test"
+  # shellcheck source=../../scripts/export/_lib/lock.sh
+  source "${REPO_ROOT}/scripts/export/_lib/lock.sh"
+  # shellcheck source=../../scripts/export/_lib/staging.sh
+  source "${REPO_ROOT}/scripts/export/_lib/staging.sh"
+  PARENT="${BATS_TEST_TMPDIR}/out dir"
+  mkdir -p "${PARENT}"
+}
+
+@test "lock_acquire takes a free lock, records this pid, and a second holder is refused" {
+  local fd=""
+  lock_acquire "${PARENT}/.x.lock" fd
+  [[ -n "${fd}" ]]
+  run lock_holder "${PARENT}/.x.lock"
+  assert_output "$$"
+  # another process cannot take it while this shell holds it
+  run flock --nonblock "${PARENT}/.x.lock" true
+  assert_failure 1
+  lock_release "${fd}"
+  run flock --nonblock "${PARENT}/.x.lock" true
+  assert_success
+}
+
+@test "lock_acquire returns 1 while another process holds the lock" {
+  local fd=""
+  flock "${PARENT}/.x.lock" sleep 5 3>&- &
+  local holder=$!
+  sleep 0.3
+  run lock_acquire "${PARENT}/.x.lock" fd
+  assert_failure 1
+  kill "${holder}"
+}
+
+@test "staging_clear_stale removes staging and .old dirs of dead pids, never a live one's" {
+  local dead
+  sleep 0 &
+  dead=$!
+  wait "${dead}"
+  mkdir -p "${PARENT}/.x.staging-${dead}/logs" "${PARENT}/.x.old-${dead}" \
+    "${PARENT}/.x.staging-$$" "${PARENT}/.x.staging-1" "${PARENT}/.y.staging-${dead}"
+  run staging_clear_stale "${PARENT}/x"
+  assert_success
+  assert_output --partial "removing stale ${PARENT}/.x.staging-${dead}"
+  [[ ! -e "${PARENT}/.x.staging-${dead}" && ! -e "${PARENT}/.x.old-${dead}" ]]
+  # this shell's, pid 1's (alive) and another output's staging dirs stay
+  [[ -d "${PARENT}/.x.staging-$$" && -d "${PARENT}/.x.staging-1" && -d "${PARENT}/.y.staging-${dead}" ]]
+}
+
+@test "staging_swap renames a new output into place and replaces an existing one whole" {
+  mkdir -p "${PARENT}/.x.staging-1" && touch "${PARENT}/.x.staging-1/new"
+  staging_swap "${PARENT}/.x.staging-1" "${PARENT}/x"
+  [[ -f "${PARENT}/x/new" && ! -e "${PARENT}/.x.staging-1" ]]
+  mkdir -p "${PARENT}/.x.staging-2" && touch "${PARENT}/.x.staging-2/newer"
+  staging_swap "${PARENT}/.x.staging-2" "${PARENT}/x"
+  [[ -f "${PARENT}/x/newer" && ! -e "${PARENT}/x/new" ]]
+  run ls -A "${PARENT}"
+  assert_output "x"
+}
+
+@test "staging_path puts the staging dir beside the output, named after it and the pid" {
+  run staging_path "${PARENT}/my-model" 42
+  assert_output "${PARENT}/.my-model.staging-42"
+}
