@@ -113,7 +113,7 @@ def test_unknown_keys_are_named(options, needle):
 
 
 def test_removed_and_added_keys_follow_the_version():
-    # fail_fast_on_attention_window_too_large is gone from the 2026 source; num_serve_frontends is new.
+    # fail_fast_on_attention_window_too_large is gone in 2026; num_serve_frontends is new there.
     assert (
         lao.check_options(
             {"fail_fast_on_attention_window_too_large": True}, lao.load_record("1.2.0")
