@@ -2,7 +2,7 @@
 # Benchmark a built artifact with trtllm-bench on a dataset made locally; results go beside it.
 #
 # Usage:
-#   bench_tensorrt_llm.sh --name NAME [options]     artifact: outputs/gpu/tensorrt_llm/NAME
+#   bench_tensorrt_llm.sh --name NAME [options]     artifact: $OUTPUTS_DIR/gpu/tensorrt_llm/NAME
 #   bench_tensorrt_llm.sh --artifact DIR [options]
 #
 # Options:
@@ -16,7 +16,8 @@
 # report.json (trtllm-bench --report_json), bench.log and command.txt; the dir is printed on
 # stdout. Backend pytorch runs the bundle's checkpoint with its llm_api_options.yaml; engine runs
 # engine/ with the merged model (build.json inputs.model_dir) for the tokenizer and config.
-# Environment: PYTHON (default python3). Exit codes: 0 ok, 1 trtllm-bench failed, 2 bad input.
+# Environment: PYTHON (default python3), OUTPUTS_DIR (default: outputs/ of this repository).
+# Exit codes: 0 ok, 1 trtllm-bench failed, 2 bad input.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -63,7 +64,7 @@ bench_parse_args() {
     [[ -n "${NAME}" ]] || die --usage --code 2 "give --name NAME or --artifact DIR"
     [[ "${NAME}" =~ ${NAME_PATTERN} ]] \
       || die --code 2 "invalid NAME '${NAME}': use letters, digits, '.', '_' and '-'"
-    ARTIFACT="${REPO_ROOT}/outputs/gpu/tensorrt_llm/${NAME}"
+    ARTIFACT="${OUTPUTS_DIR:-${REPO_ROOT}/outputs}/gpu/tensorrt_llm/${NAME}"
   fi
   [[ -n "${NAME}" ]] || NAME="$(basename "${ARTIFACT}")"
 }

@@ -176,3 +176,12 @@ build_bundle() {
   run --separate-stderr "${BENCH}" --name ok --num-requests 0
   assert_failure 2
 }
+
+@test "bench --name finds the artifact under OUTPUTS_DIR, as the build does" {
+  mkdir -p "${OUTPUTS_DIR}/gpu/tensorrt_llm"
+  cp -r "${SHARED}/bundle" "${OUTPUTS_DIR}/gpu/tensorrt_llm/my-sft"
+  build_use_stack 1.2.0
+  run --separate-stderr "${BENCH}" --name my-sft --num-requests 2 --input-len 8 --output-len 4
+  assert_success
+  [[ "${output}" == "${OUTPUTS_DIR}/gpu/tensorrt_llm/my-sft/bench/"* ]]
+}
