@@ -179,8 +179,10 @@ main() {
   WORK="$(mktemp -d)"
   trap dm_cleanup EXIT
   dm_install_wheels
-  "${PYTHON}" -c 'import modelopt, torch; assert torch.cuda.is_available(), "no CUDA"; print("modelopt", modelopt.__version__, "torch", torch.__version__)' >&2 \
-    || die "modelopt or CUDA torch does not import with PYTHONPATH=${PYTHONPATH}"
+  "${PYTHON}" -c 'import modelopt, torch, modelopt.torch.quantization, modelopt.torch.export
+assert torch.cuda.is_available(), "no CUDA device visible to torch"
+print("modelopt", modelopt.__version__, "torch", torch.__version__, torch.cuda.get_device_name(0))' >&2 \
+    || die "ModelOpt (quantization + export) or CUDA torch does not import with PYTHONPATH=${PYTHONPATH}"
   log "build the synthetic model"
   params="$(dm_make_model "${WORK}/model" "${WORK}/calib.jsonl")"
   log "model: ${params} parameters"
