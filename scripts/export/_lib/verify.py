@@ -320,6 +320,8 @@ def reference_tokens(model_dir: Path, prompts: list[str], max_new: int) -> list[
             )
             out.append(gen[0, ids.shape[1] :].tolist())
     del model
+    if device == "cuda":
+        torch.cuda.empty_cache()  # the artifact sizes its KV cache from free memory
     return out
 
 
