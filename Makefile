@@ -17,7 +17,7 @@ export PYTHON
 CONFIG ?= configs/export/tensorrt_llm.yaml
 BUILD := scripts/export/build_tensorrt_llm.sh
 
-.PHONY: help setup venv bats test lint test-python test-bats demo merge bench-merge doctor \
+.PHONY: help setup venv bats test lint test-python test-bats demo merge bench-merge bench-cli doctor \
 	engine verify serve bench clean
 
 help: ## List the targets
@@ -54,6 +54,9 @@ merge: $(PY_SETUP) ## Merge ADAPTER=dir into its base as outputs/gpu/merged_mode
 
 bench-merge: venv ## Benchmark the merge against cp -r and PEFT (synthetic 1.5B model)
 	@scripts/dev/bench_merge.sh $(BENCH_ARGS)
+
+bench-cli: $(PY_SETUP) ## Time make doctor and an 8B --dry-run (targets: 1 s and 2 s)
+	@scripts/dev/bench_cli.sh $(BENCH_ARGS)
 
 doctor: $(PY_SETUP) ## Check this machine against the build config (versions, GPU, disk)
 	@$(BUILD) --doctor --config "$(CONFIG)" $(if $(PROFILE),--profile "$(PROFILE)")

@@ -122,8 +122,8 @@ build_and_check() {
   [[ ! -e "${OUT}/calib" && ! -e "${OUT}/checkpoint" && -f "${OUT}/logs/quantize.log" ]]
 }
 
-@test "--name NAME builds outputs/gpu/merged_models/NAME into outputs/gpu/tensorrt_llm/NAME; a re-run is up to date in about a second" {
-  local out="${OUTPUTS_DIR}/gpu/tensorrt_llm/my-sft" before start
+@test "--name NAME builds outputs/gpu/merged_models/NAME into outputs/gpu/tensorrt_llm/NAME; a re-run is up to date and runs nothing" {
+  local out="${OUTPUTS_DIR}/gpu/tensorrt_llm/my-sft" before
   build_use_stack 1.2.0
   build_write_config "${CONFIG}" 1.2.0
   mkdir -p "${OUTPUTS_DIR}/gpu/merged_models"
@@ -134,12 +134,10 @@ build_and_check() {
   run build_json_get "${out}/build.json" name
   assert_output "my-sft"
   before="$(build_json_get "${out}/build.json" created_at)"
-  start="${SECONDS}"
   run --separate-stderr "${BUILD}" --name my-sft --config "${CONFIG}"
   assert_success
   assert_output "${out}"
   [[ "${stderr}" == *"up to date"* ]]
-  (( SECONDS - start <= 3 ))
   [[ "$(build_json_get "${out}/build.json" created_at)" == "${before}" ]]
   [[ "$(build_calls build)" == 1 ]]
 }

@@ -32,7 +32,7 @@ setup_file() {
   build_write_config "${BATS_FILE_TMPDIR}/engine-tp2.yaml" 1.2.0 2
   sed -e 's/^backend: engine/backend: pytorch/' "${BATS_FILE_TMPDIR}/engine.yaml" >"${BATS_FILE_TMPDIR}/pytorch.yaml"
   shared_build engine h200
-  shared_build engine-tp2 h100x8
+  shared_build engine-tp2 h200
   shared_build pytorch h200
 }
 

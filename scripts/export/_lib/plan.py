@@ -34,6 +34,7 @@ import sys
 from pathlib import Path
 
 import commands
+import compat
 import estimate as est
 import preflight
 from commands import PlanError, at_least
@@ -128,6 +129,36 @@ def _calibration(config: dict) -> tuple[str | None, dict]:
             error_id="calibration_missing",
         )
     return str(path.resolve()), calib
+
+
+# The doctor's checks that the plan's own preflight does not cover: the version stack, the
+# backend window, driver vs CUDA, the config's target vs the detected GPU. The plan must also work
+# on a laptop (no GPU, no TensorRT-LLM), so a missing machine is a warning here, not a failure.
+ENVIRONMENT_CHECKS = (
+    "backend_window",
+    "trtllm_target",
+    "version_stack",
+    "tensorrt_version",
+    "torch_version",
+    "modelopt_version",
+    "transformers_version",
+    "python_version",
+    "torch_cuda",
+    "driver_cuda",
+    "gpu_supported",
+    "gpu_target",
+    "gpu_uniform",
+    "gpu_mig",
+    "mpi",
+)
+
+
+def environment_checks(config: dict, facts: dict) -> list[dict]:
+    return [
+        c
+        for c in compat.run_checks(config, facts, require_machine=False)
+        if c["id"] in ENVIRONMENT_CHECKS
+    ]
 
 
 def _engine_steps(
@@ -377,6 +408,7 @@ def make_plan(
     checks += preflight.structure_checks(config, shape, family, gpu)
     checks += preflight.precision_checks(config, gpu, dtype)
     checks += preflight.estimate_checks(config, model_config, gpu, estimate, facts)
+    checks += environment_checks(config, facts)
     par = config.get("parallel") or {}
     tp, pp = int(par.get("tp_size", 1)), int(par.get("pp_size", 1))
     quant = config.get("quantization") or {}
