@@ -6,9 +6,7 @@ import argparse
 import copy
 import importlib.machinery
 import json
-import subprocess
 import sys
-import time
 import types
 from pathlib import Path
 
