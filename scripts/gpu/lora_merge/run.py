@@ -118,9 +118,10 @@ def merge(opts: Options) -> dict:
     else:
         workers = opts.workers or min(16, (os.cpu_count() or 2) + 1)
         shards = writer.layout(plan.tensors, stage, opts.max_shard)
-        progress = writer.Progress(total, "merge_lora: weights", opts.quiet)
+        file_bytes = sum(len(h) + sum(p.tensor.nbytes for p in placed) for _f, h, placed in shards)
+        progress = writer.Progress(file_bytes, "merge_lora: weights", opts.quiet)
         _configure_torch(workers)
-        writer.write_shards(shards, workers, max(256 << 20, 3 * _largest(plan)), progress, device)
+        writer.write_shards(shards, workers, progress, device)
         progress.close()
         files.write_json(stage / writer.INDEX_NAME, writer.index_json(shards))
         config = files.merged_config(base.config, plan.config_changes, out_dtype)
@@ -169,10 +170,6 @@ def merge(opts: Options) -> dict:
         )
     staging.publish(stage, opts.output)
     return info
-
-
-def _largest(plan) -> int:
-    return max((t.nbytes for t in plan.tensors), default=0)
 
 
 def _configure_torch(workers: int) -> None:

@@ -1,36 +1,37 @@
 """Stream the plan into safetensors shards: read, merge, write, overlapped across threads.
 
-Every output shape and dtype is known from the plan, so each shard's header is written first
-and every tensor goes to its final offset with pwrite, in whatever order the workers finish.
-Untouched tensors are copied file to file in the kernel (copy_file_range), never through
-Python memory. Merged tensors are read into a private buffer, merged in float32 one block of
-rows at a time (in place when the dtype is kept), and written. A byte budget bounds what is
-in flight, so peak memory is a few of the largest tensors whatever the model size.
+Every output shape and dtype is known from the plan, so each shard's header is known first
+and the shard is one byte stream. It is cut into pieces (a block of rows of one tensor, a
+few MiB); worker threads read and merge pieces in parallel (float32, rounded once) and copy
+each into a ring of page-aligned windows over the stream; a full window is written with
+O_DIRECT (no page cache: the output is not read back, and on hosts where fresh memory is
+slow to fault in this is what keeps the merge near the speed of a file copy), or with plain
+writes where the filesystem refuses O_DIRECT. Memory is the ring plus one piece per worker,
+whatever the size of the model or of its largest tensor (a tensor whose op needs all rows at
+once, such as DoRA on an embedding, is one piece).
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import sys
 import threading
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from lora_merge import ops as ops_mod
 from lora_merge.errors import failed
 from lora_merge.plan import OutTensor
-from lora_merge.safetensors_io import (
-    DTYPES,
-    copy_range,
-    header_bytes,
-    open_fd,
-    pread_into,
-    pwrite_all,
-)
+from lora_merge.safetensors_io import DTYPES, header_bytes, open_fd, pread_into, pwrite_all
 
-BLOCK_ELEMENTS = 1 << 20  # rows per block: about 4 MiB of float32, cache-friendly
+PIECE_BYTES = 4 << 20  # output bytes per piece (a block of rows)
+WINDOW_BYTES = 16 << 20  # one aligned write
+RING = 6  # windows in flight
+ALIGN = 4096
 INDEX_NAME = "model.safetensors.index.json"
 
 
@@ -75,26 +76,6 @@ def index_json(shards) -> dict:
     return {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
 
 
-class _Budget:
-    """Bytes in flight; a request larger than the budget waits until it can run alone."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit, self.used = limit, 0
-        self.cond = threading.Condition()
-
-    def acquire(self, n: int) -> int:
-        n = min(n, self.limit)
-        with self.cond:
-            self.cond.wait_for(lambda: self.used + n <= self.limit)
-            self.used += n
-        return n
-
-    def release(self, n: int) -> None:
-        with self.cond:
-            self.used -= n
-            self.cond.notify_all()
-
-
 class Progress:
     """Bytes written, rate and ETA on stderr: a live bar on a terminal, else a line per 10%."""
 
@@ -137,20 +118,43 @@ class Progress:
             sys.stderr.write("\n")
 
 
+@dataclass
+class Piece:
+    tensor: OutTensor
+    pos: int  # byte offset of the piece in the shard file
+    rows: tuple[int, int] | None  # row range of a 2-D+ tensor, None: the whole tensor
+    nbytes: int
+
+
+def pieces(placed: list[Placement], piece_bytes: int | None = None) -> list[Piece]:
+    piece_bytes = piece_bytes or PIECE_BYTES
+    out = []
+    for p in placed:
+        t = p.tensor
+        whole = len(t.shape) < 1 or not all(op.row_local for op in t.ops)
+        if whole or t.nbytes <= piece_bytes or t.shape[0] <= 1:
+            out.append(Piece(t, p.offset, None, t.nbytes))
+            continue
+        row_bytes = t.nbytes // t.shape[0]
+        step = max(1, piece_bytes // row_bytes)
+        for r0 in range(0, t.shape[0], step):
+            r1 = min(t.shape[0], r0 + step)
+            out.append(Piece(t, p.offset + r0 * row_bytes, (r0, r1), (r1 - r0) * row_bytes))
+    return out
+
+
 class _Scratch(threading.local):
     """Per-thread buffers, grown as needed and reused: fresh memory costs a page fault per
     4 KiB, which at these sizes is slower than the merge itself."""
 
     def __init__(self) -> None:
-        self.raw = bytearray()
-        self.out = bytearray()
+        self.bufs: dict[str, bytearray] = {}
         self.f32 = None
 
     def bytes(self, which: str, n: int) -> memoryview:
-        buf = getattr(self, which)
-        if len(buf) < n:
-            buf = bytearray(n)
-            setattr(self, which, buf)
+        buf = self.bufs.get(which)
+        if buf is None or len(buf) < n:
+            buf = self.bufs[which] = bytearray(n)
         return memoryview(buf)[:n]
 
     def floats(self, n: int):
@@ -173,115 +177,212 @@ def _as_tensor(view: memoryview, dtype_name: str, shape):
     return torch.frombuffer(view, dtype=torch.uint8).view(dtype).reshape(shape)
 
 
-def _read_source(t: OutTensor, fds: dict):
-    """(memoryview, tensor view) of the tensor's source bytes, in the source dtype."""
+def _source_info(t: OutTensor):
     if t.source is not None:
         adapter, key = t.source
-        info = adapter.tensors[key]
-    else:
-        info = t.base
-    view = _scratch.bytes("raw", info.nbytes)
-    if info.nbytes:
-        pread_into(open_fd(info.path, fds), view, info.offset)
-    return view, _as_tensor(view, info.dtype, info.shape)
+        return adapter.tensors[key]
+    return t.base
 
 
-def merge_tensor(t: OutTensor, fds: dict, device=None) -> memoryview:
-    """The merged tensor's bytes in the output dtype (a per-thread buffer: write it before the
-    thread merges the next tensor)."""
+def compute_piece(pc: Piece, fds: dict, device=None) -> memoryview:
+    """The piece's output bytes (a per-thread buffer, valid until the thread's next piece)."""
     import torch
 
-    src_view, x = _read_source(t, fds)
+    t = pc.tensor
+    info = _source_info(t)
+    r0, r1 = pc.rows if pc.rows else (0, t.shape[0] if t.shape else 1)
+    rows = r1 - r0
+    src_row = info.nbytes // max(1, info.shape[0]) if info.shape else info.nbytes
+    src_view = _scratch.bytes("src", rows * src_row if info.shape else info.nbytes)
+    if len(src_view):
+        pread_into(open_fd(info.path, fds), src_view, info.offset + r0 * src_row)
+    shape = (rows, *info.shape[1:]) if info.shape else ()
+    x = _as_tensor(src_view, info.dtype, shape)
     out_dtype = getattr(torch, DTYPES[t.out_dtype][1])
     if not t.ops and x.dtype == out_dtype:
         return src_view
     if x.dtype == out_dtype:
-        out_view, y = src_view, x  # merge in place, block by block
+        out_view, y = src_view, x  # merge in place
     else:
-        out_view = _scratch.bytes("out", t.nbytes)
-        y = _as_tensor(out_view, t.out_dtype, t.shape)
+        out_view = _scratch.bytes("out", pc.nbytes)
+        y = _as_tensor(out_view, t.out_dtype, shape)
     if not t.ops:
         y.copy_(x)
         return out_view
-    if device is not None and device.type != "cpu":
-        work = x.to(device).to(torch.float32)
-        for op in t.ops:
-            ops_mod.apply(op, work, 0, work.shape[0])
-            op.release()
-        y.copy_(work.to(out_dtype).cpu())
-        return out_view
-    rows = x.shape[0] if x.dim() else 1
-    cols = max(1, x.numel() // max(rows, 1))
-    step = rows if not all(op.row_local for op in t.ops) else max(1, BLOCK_ELEMENTS // cols)
     xv, yv = (x, y) if x.dim() else (x.view(1), y.view(1))
-    block_buf, prod_buf = _scratch.floats(min(rows, step) * cols)
-    for start in range(0, rows, step):
-        stop = min(rows, start + step)
-        block = block_buf[: (stop - start) * cols].view(xv[start:stop].shape)
-        block.copy_(xv[start:stop])
+    if device is not None and device.type != "cpu":
+        work = xv.to(device).to(torch.float32)
         for op in t.ops:
-            ops_mod.apply(op, block, start, stop, prod_buf)
-        yv[start:stop].copy_(block)
+            ops_mod.apply(op, work, r0, r1)
+        yv.copy_(work.to(out_dtype).cpu())
+        return out_view
+    block, prod = _scratch.floats(xv.numel())
+    block = block.view(xv.shape)
+    block.copy_(xv)
     for op in t.ops:
-        op.release()
+        ops_mod.apply(op, block, r0, r0 + xv.shape[0], prod)
+    yv.copy_(block)
     return out_view
 
 
-def write_shards(shards, workers: int, budget_bytes: int, progress: Progress, device=None) -> None:
-    """Write every shard file; raises MergeError(exit 1) on an I/O or compute failure."""
-    out_fds: dict[Path, int] = {}
-    in_fds: dict[Path, int] = {}
-    budget = _Budget(budget_bytes)
-    try:
-        for _path, _h, placed in shards:  # open every input once, before the threads start
-            for p in placed:
-                t = p.tensor
-                if t.base is not None:
-                    open_fd(t.base.path, in_fds)
-                if t.source is not None:
-                    open_fd(t.source[0].tensors[t.source[1]].path, in_fds)
-                for op in t.ops:
-                    for key in op.keys.values():
-                        open_fd(op.adapter.tensors[key].path, op.adapter._fds)
-        for path, head, placed in shards:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            out_fds[path] = fd
-            pwrite_all(fd, memoryview(head), 0)
-            os.ftruncate(fd, len(head) + sum(p.tensor.nbytes for p in placed))
+class _ShardStream:
+    """A ring of aligned windows over one shard file; full windows are written in order."""
 
-        def job(p: Placement, cost: int) -> None:
+    def __init__(self, path: Path, size: int, ring: int, window: int, progress) -> None:
+        self.path, self.size, self.window = path, size, window
+        self.progress = progress
+        self.cond = threading.Condition()
+        self.base = 0  # index of the lowest window not yet written
+        self.bufs = [mmap.mmap(-1, window) for _ in range(ring)]
+        self.filled: dict[int, int] = {}
+        self.error: BaseException | None = None
+        self.direct = hasattr(os, "O_DIRECT")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
+        try:
+            self.fd = os.open(path, flags | (os.O_DIRECT if self.direct else 0), 0o644)
+        except OSError:
+            self.direct = False
+            self.fd = os.open(path, flags, 0o644)
+        self.nwin = max(1, -(-size // window))
+        self.ready: set[int] = set()
+        self.flusher = threading.Thread(target=self._flush_loop, name="merge-write", daemon=True)
+        self.flusher.start()
+
+    def _win_len(self, k: int) -> int:
+        return min(self.window, self.size - k * self.window)
+
+    def put(self, pos: int, data: memoryview) -> None:
+        """Copy data to shard bytes [pos, pos+len): waits for ring space, window by window."""
+        done = 0
+        while done < len(data):
+            k = (pos + done) // self.window
+            off = (pos + done) - k * self.window
+            n = min(len(data) - done, self.window - off)
+            with self.cond:
+                self.cond.wait_for(lambda k=k: k < self.base + len(self.bufs) or self.error)
+                if self.error:
+                    raise self.error
+            buf = self.bufs[k % len(self.bufs)]
+            buf[off : off + n] = data[done : done + n]
+            with self.cond:
+                self.filled[k] = self.filled.get(k, 0) + n
+                if self.filled[k] == self._win_len(k):
+                    self.ready.add(k)
+                    self.cond.notify_all()
+            done += n
+
+    def _write(self, k: int) -> None:
+        n = self._win_len(k)
+        view = memoryview(self.bufs[k % len(self.bufs)])
+        if self.direct:
+            padded = -(-n // ALIGN) * ALIGN
+            if padded > n:
+                view[n:padded] = bytes(padded - n)
             try:
-                t = p.tensor
-                if t.passthrough:
-                    copy_range(
-                        in_fds[t.base.path], t.base.offset, out_fds[p.shard], p.offset, t.nbytes
-                    )
-                else:
-                    data = merge_tensor(t, in_fds, device)
-                    pwrite_all(out_fds[p.shard], data, p.offset)
-                progress.add(t.nbytes)
-            finally:
-                budget.release(cost)
+                pwrite_all(self.fd, view[:padded], k * self.window)
+                return
+            except OSError:  # the filesystem refused O_DIRECT: plain writes from here on
+                os.close(self.fd)
+                self.fd = os.open(self.path, os.O_WRONLY)
+                self.direct = False
+        pwrite_all(self.fd, view[:n], k * self.window)
 
-        jobs = [p for _path, _h, placed in shards for p in placed]
+    def _flush_loop(self) -> None:
+        while True:
+            with self.cond:
+                self.cond.wait_for(
+                    lambda: self.base in self.ready or self.base >= self.nwin or self.error
+                )
+                if self.base >= self.nwin or self.error:
+                    return
+                k = self.base
+                self.ready.discard(k)
+            try:
+                self._write(k)
+                self.progress.add(self._win_len(k))
+            except BaseException as err:
+                with self.cond:
+                    self.error = err
+                    self.cond.notify_all()
+                return
+            with self.cond:
+                self.filled.pop(k, None)
+                self.base += 1
+                self.cond.notify_all()
+
+    def fail(self, err: BaseException) -> None:
+        with self.cond:
+            self.error = self.error or err
+            self.cond.notify_all()
+
+    def finish(self) -> None:
+        self.flusher.join()
+        if self.error:
+            raise self.error
+        os.ftruncate(self.fd, self.size)  # drop the O_DIRECT padding of the last window
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+        for b in self.bufs:
+            b.close()
+
+
+def write_shards(shards, workers: int, progress: Progress, device=None) -> None:
+    """Write every shard file; raises MergeError(exit 1) on an I/O or compute failure."""
+    in_fds: dict[Path, int] = {}
+    for _path, _h, placed in shards:  # open every input once, before the threads start
+        for p in placed:
+            t = p.tensor
+            if t.base is not None:
+                open_fd(t.base.path, in_fds)
+            if t.source is not None:
+                open_fd(_source_info(t).path, in_fds)
+            for op in t.ops:
+                for key in op.keys.values():
+                    open_fd(op.adapter.tensors[key].path, op.adapter._fds)
+    try:
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merge") as pool:
-            futures = []
-            for p in jobs:
-                t = p.tensor
-                cost = 0 if t.passthrough else (t.base.nbytes if t.base else 0) + 2 * t.nbytes
-                cost = budget.acquire(max(cost, 1))
-                futures.append(pool.submit(job, p, cost))
-                if any(f.done() and f.exception() for f in futures[-8:]):
-                    break
-            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in done:
-                if f.exception() is not None:
-                    for g in futures:
-                        g.cancel()
-                    err = f.exception()
-                    raise failed("write_failed", f"merge failed: {err}") from err
-        for fd in out_fds.values():
-            os.fsync(fd)
+            for path, head, placed in shards:
+                size = len(head) + sum(p.tensor.nbytes for p in placed)
+                stream = _ShardStream(path, size, RING, WINDOW_BYTES, progress)
+                try:
+                    _run_shard(stream, head, placed, pool, workers, in_fds, device)
+                    stream.finish()
+                finally:
+                    stream.close()
+    except OSError as err:
+        raise failed("write_failed", f"writing the merged shards failed: {err}") from err
     finally:
-        for fd in [*out_fds.values(), *in_fds.values()]:
+        for fd in in_fds.values():
             os.close(fd)
+
+
+def _run_shard(stream, head, placed, pool, workers, in_fds, device) -> None:
+    todo = pieces(placed)
+    left = {}
+    for pc in todo:
+        left[id(pc.tensor)] = left.get(id(pc.tensor), 0) + 1
+    lock = threading.Lock()
+
+    def job(pc: Piece) -> None:
+        try:
+            stream.put(pc.pos, compute_piece(pc, in_fds, device))
+        except BaseException as err:
+            stream.fail(err)
+            raise
+        with lock:
+            left[id(pc.tensor)] -= 1
+            last = left[id(pc.tensor)] == 0
+        if last:  # the adapter tensors of this tensor's ops are no longer needed
+            for op in pc.tensor.ops:
+                op.release()
+
+    stream.put(0, memoryview(head))
+    futures: deque = deque()
+    for pc in todo:
+        while len(futures) >= 2 * workers:  # bounded look-ahead keeps memory flat
+            futures.popleft().result()
+        futures.append(pool.submit(job, pc))
+    while futures:
+        futures.popleft().result()
