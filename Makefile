@@ -52,7 +52,7 @@ merge: $(PY_SETUP) ## Merge ADAPTER=dir into its base as outputs/gpu/merged_mode
 	@test -n "$(NAME)" || { echo "make merge: set NAME=<model name>, e.g. make merge ADAPTER=$(ADAPTER) NAME=my-sft" >&2; exit 2; }
 	@"$(PYTHON)" scripts/gpu/merge_lora.py --adapter "$(ADAPTER)" --output "outputs/gpu/merged_models/$(NAME)" $(MERGE_ARGS)
 
-bench-merge: venv ## Benchmark the merge against cp -r and PEFT (synthetic 1.5B model)
+bench-merge: $(PY_SETUP) ## Benchmark the merge vs cp -r and PEFT (synthetic 1.5B) [BENCH_ARGS=--size 8b]
 	@scripts/dev/bench_merge.sh $(BENCH_ARGS)
 
 bench-cli: $(PY_SETUP) ## Time make doctor and an 8B --dry-run (targets: 1 s and 2 s)

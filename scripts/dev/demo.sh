@@ -74,11 +74,16 @@ main() {
   mkdir -p "${DEMO_DIR}"
   demo_step "tiny base model and LoRA adapter"
   "${python}" scripts/dev/tiny_models.py demo --out "${DEMO_DIR}" >/dev/null
+  demo_step "merge the adapter into its base, verified (scripts/gpu/merge_lora.py --verify)"
+  "${python}" scripts/gpu/merge_lora.py --adapter "${DEMO_DIR}/adapter" \
+    --output "${DEMO_DIR}/merged" --verify >/dev/null
   demo_step "TensorRT-LLM build of the merged model, --dry-run (no GPU, no TensorRT-LLM)"
   demo_engine_dry_run
   printf '\ndemo: done. What went where:\n' >&2
   printf '  base model     %s\n' "outputs/demo/base"
   printf '  adapter        %s\n' "outputs/demo/adapter"
+  printf '  merged model   %s   (merge_info.json: provenance and --verify results)\n' \
+    "outputs/demo/merged"
   printf '  build config   %s\n' "outputs/demo/build_config.yaml"
   printf '  engine plan    %s   (make engine NAME=... on a GPU box builds it into %s)\n' \
     "outputs/demo/engine_plan.txt" "outputs/gpu/tensorrt_llm/NAME/"

@@ -53,11 +53,10 @@ def parse_size(text: str) -> int:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    doc = __doc__ or ""
     parser = argparse.ArgumentParser(
         prog="merge_lora.py",
-        description=doc.split("\n\n", 1)[0],
-        epilog=doc.split("\n\n", 2)[2] if doc.count("\n\n") >= 2 else None,
+        usage="%(prog)s --adapter DIR [--adapter DIR ...] --output DIR [options]",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
