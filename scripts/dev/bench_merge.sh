@@ -49,19 +49,27 @@ bench_log() {
   printf '%s: %s\n' "${PROG}" "$*" >&2
 }
 
-# bench_measure LABEL SIZE RUN OUTDIR CMD...: one timed run appended to results.jsonl.
+# bench_measure LABEL SIZE RUN OUTDIR KEEP CMD...: one timed run appended to results.jsonl;
+# OUTDIR is removed afterwards unless KEEP is 1 (disk: an 8B model is 15 GiB per copy).
 bench_measure() {
-  local label="$1" size="$2" run="$3" outdir="$4"
-  shift 4
+  local label="$1" size="$2" run="$3" outdir="$4" keep="$5"
+  shift 5
   rm -rf "${outdir}"
   sync
   "${PYTHON}" "${HELPER}" measure --label "${label}" --size "${size}" --run "${run}" \
     --log "${BENCH_WORKDIR}/logs/${label}-${size}.log" -- "$@" >>"${BENCH_WORKDIR}/results.jsonl"
   bench_log "$(tail -n 1 "${BENCH_WORKDIR}/results.jsonl")"
+  [[ "${keep}" == 1 ]] || rm -rf "${outdir}"
+}
+
+# bench_free_bytes DIR: free bytes on DIR's filesystem.
+bench_free_bytes() {
+  df -P -B1 "$1" | awk 'NR == 2 { print $4 }'
 }
 
 main() {
-  local size="1.5b" rss_size="0.6b" runs=3 peft_runs="" device="cpu" run data out
+  local size="1.5b" rss_size="0.6b" runs=3 peft_runs="" device="cpu" run data out keep
+  local model_bytes
   PYTHON="${PYTHON:-python3}"
   while (($# > 0)); do
     case "$1" in
@@ -100,32 +108,38 @@ main() {
   bench_log "synthesising a ${size} model + adapter in ${data}"
   "${PYTHON}" "${HELPER}" synth --size "${size}" --out "${data}"
   sync
+  model_bytes="$(du -sb "${data}/base" | awk '{ print $1 }')"
   for ((run = 1; run <= runs; run++)); do
-    bench_measure copy "${size}" "${run}" "${out}" cp -r "${data}/base" "${out}"
-    bench_measure merge_lora "${size}" "${run}" "${out}" \
+    bench_measure copy "${size}" "${run}" "${out}" 0 cp -r "${data}/base" "${out}"
+    bench_measure merge_lora "${size}" "${run}" "${out}" 0 \
       "${PYTHON}" "${MERGE}" --adapter "${data}/adapter" --output "${out}" --quiet
     if [[ "${device}" == cuda ]]; then
-      bench_measure merge_lora_cuda "${size}" "${run}" "${out}" \
+      bench_measure merge_lora_cuda "${size}" "${run}" "${out}" 0 \
         "${PYTHON}" "${MERGE}" --adapter "${data}/adapter" --output "${out}" --quiet --device cuda
     fi
     if ((run <= peft_runs)); then
-      bench_measure peft "${size}" "${run}" "${out}.peft" \
+      keep=0
+      [[ "${device}" == cuda || "${run}" -ne "${peft_runs}" ]] || keep=1
+      bench_measure peft "${size}" "${run}" "${out}.peft" "${keep}" \
         "${PYTHON}" "${HELPER}" peft --base "${data}/base" --adapter "${data}/adapter" \
         --output "${out}.peft"
       if [[ "${device}" == cuda ]]; then
-        bench_measure peft_cuda "${size}" "${run}" "${out}.peft" \
+        keep=0
+        [[ "${run}" -ne "${peft_runs}" ]] || keep=1
+        bench_measure peft_cuda "${size}" "${run}" "${out}.peft" "${keep}" \
           "${PYTHON}" "${HELPER}" peft --base "${data}/base" --adapter "${data}/adapter" \
           --output "${out}.peft" --device cuda
       fi
     fi
   done
-  if ((peft_runs > 0)); then
-    rm -rf "${out}"
+  if [[ -d "${out}.peft" ]] && (("$(bench_free_bytes "${BENCH_WORKDIR}")" > model_bytes * 11 / 10)); then
     "${PYTHON}" "${MERGE}" --adapter "${data}/adapter" --output "${out}" --quiet \
       --device "${device}" >/dev/null
     bench_log "merge_lora (${device}) vs PEFT (${device}), tensor by tensor:"
     "${PYTHON}" "${HELPER}" compare "${out}" "${out}.peft" >"${BENCH_WORKDIR}/compare.json"
     cat "${BENCH_WORKDIR}/compare.json" >&2
+  elif [[ -d "${out}.peft" ]]; then
+    bench_log "not enough free disk for the tensor-by-tensor comparison with PEFT; skipped"
   fi
   rm -rf "${out}" "${out}.peft"
   if [[ "${rss_size}" != none && "${rss_size}" != "${size}" ]]; then
@@ -135,8 +149,8 @@ main() {
     "${PYTHON}" "${HELPER}" synth --size "${rss_size}" --out "${data}"
     sync
     for ((run = 1; run <= runs; run++)); do
-      bench_measure copy "${rss_size}" "${run}" "${out}" cp -r "${data}/base" "${out}"
-      bench_measure merge_lora "${rss_size}" "${run}" "${out}" \
+      bench_measure copy "${rss_size}" "${run}" "${out}" 0 cp -r "${data}/base" "${out}"
+      bench_measure merge_lora "${rss_size}" "${run}" "${out}" 0 \
         "${PYTHON}" "${MERGE}" --adapter "${data}/adapter" --output "${out}" --quiet
     done
     rm -rf "${out}"

@@ -300,6 +300,17 @@ def test_small_shards_small_pieces_and_windows_give_the_same_bytes(adapter, tmp_
     assert merged(input_ids=IDS).logits.isfinite().all()
 
 
+def test_device_path_gives_the_same_bytes(adapter, tmp_path, monkeypatch):
+    """--device cuda's code path (whole pieces moved to a device), run with the CPU device."""
+    from lora_merge import run as run_mod
+
+    assert run([adapter], tmp_path / "plain") == 0
+    monkeypatch.setattr(run_mod, "_device", lambda name: torch.device("cpu"))
+    assert run([adapter], tmp_path / "dev") == 0
+    for f in (tmp_path / "plain").glob("model-*.safetensors"):
+        assert f.read_bytes() == (tmp_path / "dev" / f.name).read_bytes()
+
+
 def test_overwrite_replaces_the_output(adapter, adapter2, tmp_path):
     assert run([adapter], tmp_path / "out") == 0
     assert run([adapter2], tmp_path / "out", "--overwrite") == 0

@@ -210,7 +210,7 @@ def compute_piece(pc: Piece, fds: dict, device=None) -> memoryview:
         y.copy_(x)
         return out_view
     xv, yv = (x, y) if x.dim() else (x.view(1), y.view(1))
-    if device is not None and device.type != "cpu":
+    if device is not None:  # --device cuda: the piece at once on the device
         work = xv.to(device).to(torch.float32)
         for op in t.ops:
             ops_mod.apply(op, work, r0, r1)
