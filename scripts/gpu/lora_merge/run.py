@@ -14,7 +14,7 @@ from lora_merge import base as base_mod
 from lora_merge import files, staging, writer
 from lora_merge import plan as plan_mod
 from lora_merge.adapter import DELEGATED_TYPES
-from lora_merge.errors import bad_input, failed
+from lora_merge.errors import MergeError, bad_input, failed
 
 SCHEMA_VERSION = 1
 DTYPE_ARG = {"auto": None, "bfloat16": "BF16", "float16": "F16", "float32": "F32"}
@@ -102,6 +102,36 @@ def merge(opts: Options) -> dict:
 
     stage = staging.create(opts.output)
     log(f"base {base_dir} ({len(base.tensors)} tensors); writing {stage}")
+    job = _Job(opts, base, adapters, plan, out_dtype, device, stage, tok_src, t0)
+    try:
+        info = _write(job)
+    except MergeError as err:
+        if err.code != "verify_failed":
+            err.args = (f"{err}; the partial output is kept in {stage}",)
+        raise
+    staging.publish(stage, opts.output)
+    return info
+
+
+@dataclass
+class _Job:
+    """What the write phase needs, decided before anything was written."""
+
+    opts: Options
+    base: base_mod.BaseModel
+    adapters: list
+    plan: plan_mod.Plan | None  # None: a tuner merged by PEFT
+    out_dtype: str | None
+    device: object
+    stage: Path
+    tok_src: Path
+    t0: float
+
+
+def _write(job: _Job) -> dict:
+    opts, base, adapters, plan, stage = job.opts, job.base, job.adapters, job.plan, job.stage
+    base_dir, out_dtype, device, t0 = base.path, job.out_dtype, job.device, job.t0
+    delegated = [a for a in adapters if a.peft_type in DELEGATED_TYPES]
     info: dict = {"schema_version": SCHEMA_VERSION, "tool": "merge_lora.py"}
     if delegated:
         log(
@@ -129,9 +159,7 @@ def merge(opts: Options) -> dict:
         info["method"] = "streaming"
         dtype_name = opts.dtype
         config_changes = plan.config_changes
-    copied = files.copy_side_files(base_dir, tok_src, stage)
-    if delegated:  # save_pretrained wrote config.json; keep it
-        pass
+    copied = files.copy_side_files(base_dir, job.tok_src, stage)
     info.update(
         {
             "adapters": [
@@ -151,7 +179,7 @@ def merge(opts: Options) -> dict:
                 "stacking": "adapters applied in the order given, each to the result of the "
                 "previous one",
             },
-            "tokenizer_from": str(tok_src),
+            "tokenizer_from": str(job.tok_src),
             "config_changes": config_changes,
             "counts": plan.counts if plan else {},
             "side_files": copied,
@@ -168,7 +196,6 @@ def merge(opts: Options) -> dict:
             "verify_failed",
             f"verification failed; the merge is kept in {stage} (see merge_info.json there)",
         )
-    staging.publish(stage, opts.output)
     return info
 
 

@@ -120,29 +120,6 @@ def pwrite_all(fd: int, buf: memoryview, offset: int) -> None:
         done += os.pwrite(fd, buf[done : done + _IO_CHUNK], offset + done)
 
 
-def copy_range(src_fd: int, src_off: int, dst_fd: int, dst_off: int, count: int) -> None:
-    """Copy bytes file to file in the kernel (copy_file_range), else through a bounded buffer."""
-    done = 0
-    if hasattr(os, "copy_file_range"):
-        try:
-            while done < count:
-                n = os.copy_file_range(
-                    src_fd, dst_fd, min(count - done, _IO_CHUNK), src_off + done, dst_off + done
-                )
-                if n <= 0:
-                    break
-                done += n
-        except OSError:
-            pass  # EXDEV, ENOSYS, EINVAL on some filesystems: fall back below
-    buf = bytearray(min(count - done, 64 << 20)) if done < count else bytearray()
-    view = memoryview(buf)
-    while done < count:
-        n = min(len(buf), count - done)
-        pread_into(src_fd, view[:n], src_off + done)
-        pwrite_all(dst_fd, view[:n], dst_off + done)
-        done += n
-
-
 def header_bytes(entries: list[tuple[str, str, tuple[int, ...], int]], metadata: dict) -> bytes:
     """Header for [(name, dtype, shape, nbytes)] laid out in that order; padded to 8 bytes."""
     header: dict = {"__metadata__": metadata}

@@ -351,7 +351,7 @@ def write_shards(shards, workers: int, progress: Progress, device=None) -> None:
                     stream.finish()
                 finally:
                     stream.close()
-    except OSError as err:
+    except (OSError, RuntimeError, ValueError) as err:
         raise failed("write_failed", f"writing the merged shards failed: {err}") from err
     finally:
         for fd in in_fds.values():
