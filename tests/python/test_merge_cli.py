@@ -311,6 +311,23 @@ def test_device_path_gives_the_same_bytes(adapter, tmp_path, monkeypatch):
         assert f.read_bytes() == (tmp_path / "dev" / f.name).read_bytes()
 
 
+def test_a_refused_direct_write_falls_back_to_plain_writes(adapter, tmp_path, monkeypatch):
+    assert run([adapter], tmp_path / "plain") == 0
+    real, calls = writer.pwrite_all, []
+
+    def refuse_first(fd, view, offset):
+        calls.append(offset)
+        if len(calls) == 1:
+            raise OSError(22, "Invalid argument")  # what O_DIRECT gets where it is unsupported
+        return real(fd, view, offset)
+
+    monkeypatch.setattr(writer, "pwrite_all", refuse_first)
+    assert run([adapter], tmp_path / "fallback") == 0
+    assert len(calls) >= 2
+    for f in (tmp_path / "plain").glob("model-*.safetensors"):
+        assert f.read_bytes() == (tmp_path / "fallback" / f.name).read_bytes()
+
+
 def test_overwrite_replaces_the_output(adapter, adapter2, tmp_path):
     assert run([adapter], tmp_path / "out") == 0
     assert run([adapter2], tmp_path / "out", "--overwrite") == 0
