@@ -97,6 +97,7 @@ class Adapter:
     tensors: dict[str, TensorInfo]
     digest: str
     modules: dict[str, Module] = field(default_factory=dict)
+    delegate_reason: str | None = None  # set when the merge goes to PEFT (see run.py)
     _fds: dict = field(default_factory=dict, repr=False)
 
     def shape(self, key: str) -> tuple[int, ...]:
@@ -200,7 +201,7 @@ def load(path: Path) -> Adapter:
     adapter = Adapter(
         path, config, config["peft_type"].upper(), tensors, "sha256:" + digest.hexdigest()
     )
-    if adapter.peft_type in STREAMED_TYPES:
+    if adapter.peft_type in STREAMED_TYPES and not config.get("target_parameters"):
         adapter.modules = classify(path, tensors)
     return adapter
 

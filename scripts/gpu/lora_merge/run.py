@@ -67,7 +67,16 @@ def merge(opts: Options) -> dict:
     adapters = [adapter_mod.load(p) for p in opts.adapters]
     base_dir = base_mod.locate(opts.base, adapters[0].config.get("base_model_name_or_path"))
     base = base_mod.load(base_dir)
-    delegated = [a for a in adapters if a.peft_type in DELEGATED_TYPES]
+    delegated = [a for a in adapters if _delegate_reason(a)]
+    plan = None
+    if not delegated:
+        try:
+            plan = plan_mod.build(base, adapters, out_dtype)
+        except MergeError as err:
+            if err.code != "unsupported_layer" or len(adapters) > 1:
+                raise
+            adapters[0].delegate_reason = "LoRA on conv or fused-expert weights"
+            delegated = adapters[:1]
     if delegated and len(adapters) > 1:
         raise bad_input(
             "delegated_stack",
@@ -75,9 +84,7 @@ def merge(opts: Options) -> dict:
             "adapters are merged by PEFT one at a time; merge them in separate runs",
         )
     device = _device(opts.device)
-    plan = None
-    if not delegated:
-        plan = plan_mod.build(base, adapters, out_dtype)
+    if plan is not None:
         for w in plan.warnings:
             log(f"warning: {w}")
         total = sum(t.nbytes for t in plan.tensors)
@@ -131,11 +138,11 @@ class _Job:
 def _write(job: _Job) -> dict:
     opts, base, adapters, plan, stage = job.opts, job.base, job.adapters, job.plan, job.stage
     base_dir, out_dtype, device, t0 = base.path, job.out_dtype, job.device, job.t0
-    delegated = [a for a in adapters if a.peft_type in DELEGATED_TYPES]
+    delegated = [a for a in adapters if _delegate_reason(a)]
     info: dict = {"schema_version": SCHEMA_VERSION, "tool": "merge_lora.py"}
     if delegated:
         log(
-            f"{delegated[0].peft_type}: merged by PEFT's in-memory merge_and_unload "
+            f"{_delegate_reason(delegated[0])}: merged by PEFT's in-memory merge_and_unload "
             "(whole model in memory, float32)"
         )
         from lora_merge import delegate
@@ -197,6 +204,17 @@ def _write(job: _Job) -> dict:
             f"verification failed; the merge is kept in {stage} (see merge_info.json there)",
         )
     return info
+
+
+def _delegate_reason(adapter) -> str | None:
+    """Why this adapter goes to PEFT's own merge, or None when it streams."""
+    if getattr(adapter, "delegate_reason", None):
+        return adapter.delegate_reason
+    if adapter.peft_type in DELEGATED_TYPES:
+        return adapter.peft_type
+    if adapter.config.get("target_parameters"):
+        return "LoRA on target_parameters (MoE expert weights)"
+    return None
 
 
 def _configure_torch(workers: int) -> None:
