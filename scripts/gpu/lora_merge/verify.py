@@ -35,6 +35,8 @@ def _ulp(x, st_dtype: str):
 def check_tensors(plan: Plan, out_dir: Path) -> dict:
     import torch
 
+    torch.set_num_threads(os.cpu_count() or 1)  # the merge ran its workers single-threaded
+
     written = {}
     for shard in sorted(out_dir.glob("model-*.safetensors")):
         written.update(read_header(shard)[0])
