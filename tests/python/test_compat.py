@@ -217,6 +217,14 @@ def test_gpu_against_precision_and_target(gpu, profile, precision, target):
     assert status(checks, "gpu_target") == target
 
 
+def test_a_gpu_sharing_the_targets_compute_capability_is_told_to_add_itself():
+    # H200 and H100 are both 9.0: the default target (H100, 80 GiB) must not be "fixed" to 141.
+    check = by_id(compat.run_checks(config(), facts("h200")))["gpu_target"]
+    assert check["status"] == "warn"
+    assert check["fix"].startswith("add {name: H200")
+    assert "--profile" in check["fix"]
+
+
 def test_pytorch_backend_only_warns_on_another_gpu():
     checks = compat.run_checks(config("h100-fp8-pytorch"), facts("l40s"))
     assert status(checks, "gpu_target") == "warn"

@@ -493,16 +493,28 @@ def _check_target_vs_detected(cfg: dict, device: dict) -> list[Check]:
                 "or pick the profile for this GPU (--profile)",
             )
         ]
-    t = matching[0]
+    # Several GPUs share a compute capability (H100 and H200 are both 9.0): prefer the named one.
+    short = _short_name(device["name"])
+    named = [
+        t for t in matching if t["name"].replace(" ", "").lower() == short.replace(" ", "").lower()
+    ]
+    t = (named or matching)[0]
     total = device.get("memory_total_mib")
     if total and abs(total / 1024 - t["memory_gib"]) > 0.1 * t["memory_gib"]:
+        fix = (
+            f"set memory_gib: {round(total / 1024)} for {t['name']} in target.gpus"
+            if named
+            else f'add {{name: {short}, compute_capability: "{cc}", '
+            f"memory_gib: {round(total / 1024)}}} to target.gpus, or pick the profile for "
+            "this GPU (--profile)"
+        )
         return [
             _check(
                 "gpu_target",
                 "warn",
                 f"detected {device['name']} has {total / 1024:.0f} GiB, target {t['name']} says "
                 f"{t['memory_gib']} GiB: limits planned for one will not fit the other",
-                f"set memory_gib: {round(total / 1024)} for {t['name']} in target.gpus",
+                fix,
             )
         ]
     return [
