@@ -261,17 +261,24 @@ def table(path: Path, target_ratio: float) -> str:
         copy, ours = med.get((size, "copy")), med.get((size, "merge_lora"))
         if not (copy and ours) or (size, "peft") not in med:
             continue  # the targets are for the compared size; the other one shows memory
-        lines.append(
-            f"{size}: merge_lora/copy = {ours / copy:.2f} (target <= {target_ratio}): "
-            + ("ok" if ours / copy <= target_ratio else "MISSED")
-        )
-        for peft_label in ("peft", "peft_cuda"):
+        # Targets (issue 3): each merge_lora run within target_ratio x the copy; PEFT on the
+        # CPU at least 3x slower. PEFT on the GPU has no target: its ratio is shown for reference.
+        for ours_label in ("merge_lora", "merge_lora_cuda"):
+            if (size, ours_label) in med:
+                ratio = med[(size, ours_label)] / copy
+                lines.append(
+                    f"{size}: {ours_label}/copy = {ratio:.2f} (target <= {target_ratio}): "
+                    + ("ok" if ratio <= target_ratio else "MISSED")
+                )
+        for peft_label, floor in (("peft", 3.0), ("peft_cuda", None)):
             if (size, peft_label) in med:
                 speedup = med[(size, peft_label)] / ours
-                lines.append(
-                    f"{size}: {peft_label}/merge_lora = {speedup:.2f} (target >= 3): "
-                    + ("ok" if speedup >= 3 else "MISSED")
+                verdict = (
+                    "(no target)"
+                    if floor is None
+                    else f"(target >= {floor:g}): " + ("ok" if speedup >= floor else "MISSED")
                 )
+                lines.append(f"{size}: {peft_label}/merge_lora = {speedup:.2f} {verdict}")
     ours_rss = {
         s: max(r["peak_rss_anon_mib"] for r in v)
         for (s, lbl), v in groups.items()
