@@ -13,7 +13,8 @@ REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "configs" / "export" / "tensorrt_llm.yaml"
 SCHEMA = REPO / "configs" / "export" / "tensorrt_llm.schema.json"
 FIXTURES = REPO / "tests" / "fixtures" / "configs"
-GOOD = sorted((FIXTURES / "good").glob("*.yaml"))
+# the shipped example configs (configs/export/*.yaml) must load too
+GOOD = sorted((FIXTURES / "good").glob("*.yaml")) + sorted(SHIPPED.parent.glob("*.yaml"))
 BAD = sorted((FIXTURES / "bad").glob("*.yaml"))
 
 
