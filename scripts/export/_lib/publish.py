@@ -339,11 +339,37 @@ def build_manifest(
     }
 
 
+def load_inputs(args: argparse.Namespace) -> tuple[dict, dict, dict, dict]:
+    """The resolved config, facts, plan and build inputs the build script wrote."""
+    return (
+        manifest._load_json(args.config_json, "resolved config"),
+        manifest._load_json(args.facts_json, "facts"),
+        manifest._load_json(args.plan_json, "plan"),
+        manifest._load_json(args.inputs_json, "build inputs"),
+    )
+
+
+def write_manifest(args, config_doc, facts, plan, inputs, artifact, serve, **extra) -> Path:
+    """build.json in the staging dir, written last (atomically): its presence means complete."""
+    doc = build_manifest(
+        name=args.name,
+        staging=args.staging,
+        config_doc=config_doc,
+        facts=facts,
+        plan=plan,
+        inputs=inputs,
+        stages=read_stages(args.stages_file),
+        artifact=artifact,
+        serve=serve,
+    )
+    doc.update(extra)
+    out = args.staging / "build.json"
+    manifest.write_json_atomic(out, doc)
+    return out
+
+
 def publish_engine(args: argparse.Namespace) -> Path:
-    config_doc = manifest._load_json(args.config_json, "resolved config")
-    facts = manifest._load_json(args.facts_json, "facts")
-    plan = manifest._load_json(args.plan_json, "plan")
-    inputs = manifest._load_json(args.inputs_json, "build inputs")
+    config_doc, facts, plan, inputs = load_inputs(args)
     staging: Path = args.staging
     parallel = config_doc.get("config", {}).get("parallel") or {}
     tp, pp = int(parallel.get("tp_size", 1)), int(parallel.get("pp_size", 1))
@@ -363,20 +389,7 @@ def publish_engine(args: argparse.Namespace) -> Path:
         if p.is_file() and p.name != "build.json"
     }
     artifact = {"engine": engine, "tokenizer": tokenizer, "files": files}
-    doc = build_manifest(
-        name=args.name,
-        staging=staging,
-        config_doc=config_doc,
-        facts=facts,
-        plan=plan,
-        inputs=inputs,
-        stages=read_stages(args.stages_file),
-        artifact=artifact,
-        serve=serve,
-    )
-    out = staging / "build.json"
-    manifest.write_json_atomic(out, doc)
-    return out
+    return write_manifest(args, config_doc, facts, plan, inputs, artifact, serve)
 
 
 def publish_pytorch(args: argparse.Namespace) -> Path:
@@ -388,10 +401,7 @@ def publish_pytorch(args: argparse.Namespace) -> Path:
         raise PublishError(
             f"backend pytorch needs scripts/export/_lib/bundle.py, which does not import: {exc}"
         ) from exc
-    config_doc = manifest._load_json(args.config_json, "resolved config")
-    facts = manifest._load_json(args.facts_json, "facts")
-    plan = manifest._load_json(args.plan_json, "plan")
-    inputs = manifest._load_json(args.inputs_json, "build inputs")
+    config_doc, facts, plan, inputs = load_inputs(args)
     staging: Path = args.staging
     quantized = staging / CHECKPOINT_DIR
     checkpoint = quantized if (quantized / "config.json").is_file() else args.model_dir
@@ -414,21 +424,7 @@ def publish_pytorch(args: argparse.Namespace) -> Path:
         "accepts_args": True,
     }
     artifact = {"bundle": part, "tokenizer": tokenizer}
-    doc = build_manifest(
-        name=args.name,
-        staging=staging,
-        config_doc=config_doc,
-        facts=facts,
-        plan=plan,
-        inputs=inputs,
-        stages=read_stages(args.stages_file),
-        artifact=artifact,
-        serve=serve,
-    )
-    doc["bundle"] = part
-    out = staging / "build.json"
-    manifest.write_json_atomic(out, doc)
-    return out
+    return write_manifest(args, config_doc, facts, plan, inputs, artifact, serve, bundle=part)
 
 
 def main(argv: list[str] | None = None) -> int:
