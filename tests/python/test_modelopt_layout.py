@@ -238,3 +238,63 @@ def test_fp8_kv_entries_are_appended_without_touching_the_preset():
         mq._quant_config(FakeMtq, "fp8", "none")["quant_cfg"]
         == FakeMtq.FP8_DEFAULT_CFG["quant_cfg"]
     )
+
+
+def _awq_export(root: Path, qformat: str, *, scale_rows_factor: int = 2) -> Path:
+    """The layout ModelOpt 0.47 wrote for INT4-AWQ / W4A8-AWQ on an H200 (docs/measurements.md):
+    U8 weights packed [out/2, in], float32 weight_scale [out, in/group], pre_quant_scale BF16,
+    and for W4A8 also input_scale and weight_scale_2 (float32 scalars)."""
+    import tiny_models
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    out = tiny_models.make_model("llama", root)
+    tensors = load_file(out / "model.safetensors")
+    quantized = {}
+    for name, t in tensors.items():
+        module = name[: -len(".weight")]
+        if name.endswith(".weight") and module.rsplit(".", 1)[-1] in LINEARS:
+            rows, cols = t.shape
+            quantized[name] = torch.zeros(rows // 2, cols, dtype=torch.uint8)
+            groups = -(-cols // 128)
+            quantized[f"{module}.weight_scale"] = torch.rand(scale_rows_factor * rows // 2, groups)
+            quantized[f"{module}.pre_quant_scale"] = torch.ones(cols, dtype=torch.bfloat16)
+            if qformat == "w4a8_awq":
+                quantized[f"{module}.input_scale"] = torch.tensor(0.05)
+                quantized[f"{module}.weight_scale_2"] = torch.tensor(0.01)
+        else:
+            quantized[name] = t
+    save_file(quantized, out / "model.safetensors")
+    algo = {"int4_awq": "W4A16_AWQ", "w4a8_awq": "W4A8_AWQ"}[qformat]
+    config = json.loads((out / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "modelopt", "quant_algo": algo}
+    (out / "config.json").write_text(json.dumps(config))
+    quant = {"quant_algo": algo, "kv_cache_quant_algo": None, "group_size": 128}
+    (out / "hf_quant_config.json").write_text(json.dumps({"quantization": quant}))
+    return out
+
+
+@pytest.mark.parametrize("qformat", ["int4_awq", "w4a8_awq"])
+def test_awq_exports_pass_with_their_packing_checked(qformat, tmp_path: Path):
+    checks = mq.check_layout(_awq_export(tmp_path, qformat), qformat)
+    assert all(c["status"] == "pass" for c in checks), checks
+    assert {"quantized_weights", "weight_scales", "scale_dtype", "int4_packing"} <= {
+        c["id"] for c in checks
+    }
+
+
+def test_awq_scales_that_do_not_match_the_packing_fail(tmp_path: Path):
+    export = _awq_export(tmp_path, "int4_awq", scale_rows_factor=1)
+    assert statuses(mq.check_layout(export, "int4_awq"))["int4_packing"] == "fail"
+
+
+def test_w4a8_without_its_second_scale_fails(tmp_path: Path):
+    from safetensors.torch import load_file, save_file
+
+    export = _awq_export(tmp_path, "w4a8_awq")
+    tensors = load_file(export / "model.safetensors")
+    tensors = {k: v for k, v in tensors.items() if not k.endswith("q_proj.weight_scale_2")}
+    save_file(tensors, export / "model.safetensors")
+    assert statuses(mq.check_layout(export, "w4a8_awq"))["weight_scales"] == "fail"
+    # the same checkpoint read as INT4-AWQ has what that format needs
+    assert statuses(mq.check_layout(export, "int4_awq"))["weight_scales"] == "pass"

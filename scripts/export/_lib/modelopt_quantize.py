@@ -241,6 +241,83 @@ def _check(checks: list, cid: str, ok: bool, message: str) -> None:
     checks.append({"id": cid, "status": "pass" if ok else "fail", "message": message})
 
 
+# What ModelOpt 0.47's export_hf_checkpoint writes per quantized linear layer (seen on an H200):
+# weight dtype, the scale tensors beside it, and the dtypes those scales must have.
+#   fp8       F8_E4M3 weight; weight_scale, input_scale: float32 scalars
+#   nvfp4     U8 weight (two 4-bit values a byte); weight_scale: FP8 E4M3 block scales;
+#             weight_scale_2, input_scale: float32 scalars
+#   int4_awq  U8 weight, packed [out/2, in]; weight_scale: float32 [out, in/group_size];
+#             pre_quant_scale on layers whose input is not a norm output
+#   w4a8_awq  as int4_awq, plus weight_scale_2 and input_scale (float32 scalars)
+WEIGHT_LAYOUT = {
+    "fp8": ("F8_E4M3", ("weight_scale", "input_scale")),
+    "nvfp4": ("U8", ("weight_scale", "input_scale", "weight_scale_2")),
+    "int4_awq": ("U8", ("weight_scale",)),
+    "w4a8_awq": ("U8", ("weight_scale", "input_scale", "weight_scale_2")),
+}
+FLOAT_DTYPES = ("F32", "BF16", "F16")
+
+
+def _check_weights(checks: list, tensors: dict, weights: dict, qformat: str, hfq: dict) -> None:
+    wdtype, need = WEIGHT_LAYOUT[qformat]
+    quantized = sorted(m for m, t in weights.items() if t.get("dtype") == wdtype)
+    _check(
+        checks,
+        "quantized_weights",
+        bool(quantized),
+        f"{len(quantized)} linear weights stored as {wdtype}",
+    )
+    missing = [f"{m}.{s}" for m in quantized for s in need if f"{m}.{s}" not in tensors]
+    _check(
+        checks,
+        "weight_scales",
+        bool(quantized) and not missing,
+        "every quantized weight has " + "/".join(need)
+        if not missing
+        else f"missing scales: {', '.join(missing[:5])}",
+    )
+    scale_dtypes = ("F8_E4M3",) if qformat == "nvfp4" else FLOAT_DTYPES
+    bad = [
+        f"{m}.weight_scale"
+        for m in quantized
+        if tensors.get(f"{m}.weight_scale", {}).get("dtype") not in scale_dtypes
+    ]
+    what = {
+        "fp8": "per-tensor scales are float",
+        "nvfp4": "block scales are FP8 E4M3",
+    }.get(qformat, "per-group scales are float")
+    _check(
+        checks,
+        "scale_dtype",
+        not bad,
+        what if not bad else f"scales of the wrong dtype: {', '.join(bad[:5])}",
+    )
+    if qformat in ("int4_awq", "w4a8_awq"):
+        # two int4 values a byte along the output dim; one scale per group of inputs
+        group = int(hfq.get("group_size") or 128)
+        wrong = []
+        for m in quantized:
+            w_shape = weights[m].get("shape") or []
+            s_shape = tensors.get(f"{m}.weight_scale", {}).get("shape") or []
+            if len(w_shape) != 2 or s_shape != [2 * w_shape[0], -(-w_shape[1] // group)]:
+                wrong.append(f"{m}: weight {w_shape}, weight_scale {s_shape}")
+        _check(
+            checks,
+            "int4_packing",
+            bool(quantized) and not wrong,
+            f"packed int4 weights with one scale per {group} inputs"
+            if not wrong
+            else f"unexpected int4 packing: {'; '.join(wrong[:3])}",
+        )
+    head = [m for m in quantized if m.endswith("lm_head")]
+    _check(
+        checks,
+        "lm_head_unquantized",
+        not head,
+        "lm_head kept in high precision" if not head else "lm_head is quantized",
+    )
+
+
 def check_layout(export_dir: Path, qformat: str, kv_cache_dtype: str = "none") -> list[dict]:
     """Checks of a ModelOpt unified HF checkpoint; each {"id", "status", "message"}."""
     checks: list[dict] = []
@@ -283,60 +360,7 @@ def check_layout(export_dir: Path, qformat: str, kv_cache_dtype: str = "none") -
         f"{len(files)} safetensors file(s), {len(tensors)} tensors",
     )
     weights = {n[: -len(".weight")]: t for n, t in tensors.items() if n.endswith(".weight")}
-    if qformat in ("fp8", "nvfp4"):
-        wdtype = "F8_E4M3" if qformat == "fp8" else "U8"
-        quantized = sorted(m for m, t in weights.items() if t.get("dtype") == wdtype)
-        _check(
-            checks,
-            "quantized_weights",
-            bool(quantized),
-            f"{len(quantized)} linear weights stored as {wdtype}",
-        )
-        need = ["weight_scale", "input_scale"] + (["weight_scale_2"] if qformat == "nvfp4" else [])
-        missing = [f"{m}.{s}" for m in quantized for s in need if f"{m}.{s}" not in tensors]
-        _check(
-            checks,
-            "weight_scales",
-            bool(quantized) and not missing,
-            "every quantized weight has " + "/".join(need)
-            if not missing
-            else f"missing scales: {', '.join(missing[:5])}",
-        )
-        if qformat == "fp8":
-            bad = [
-                f"{m}.weight_scale"
-                for m in quantized
-                if tensors.get(f"{m}.weight_scale", {}).get("dtype") not in ("F32", "BF16", "F16")
-            ]
-            _check(
-                checks,
-                "scale_dtype",
-                not bad,
-                "per-tensor scales are float"
-                if not bad
-                else f"non-float scales: {', '.join(bad[:5])}",
-            )
-        else:
-            bad = [
-                f"{m}.weight_scale"
-                for m in quantized
-                if tensors.get(f"{m}.weight_scale", {}).get("dtype") != "F8_E4M3"
-            ]
-            _check(
-                checks,
-                "scale_dtype",
-                not bad,
-                "block scales are FP8 E4M3"
-                if not bad
-                else f"non-FP8 block scales: {', '.join(bad[:5])}",
-            )
-        head = [m for m in quantized if m.endswith("lm_head")]
-        _check(
-            checks,
-            "lm_head_unquantized",
-            not head,
-            "lm_head kept in high precision" if not head else "lm_head is quantized",
-        )
+    _check_weights(checks, tensors, weights, qformat, hfq)
     if kv_cache_dtype == "fp8":
         kv = [n for n in tensors if n.endswith(("k_scale", "v_scale"))]
         _check(checks, "kv_cache_scales", bool(kv), f"{len(kv)} KV-cache scale tensors")
