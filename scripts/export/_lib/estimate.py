@@ -64,17 +64,9 @@ QUANT_LINEAR_BYTES = {
     "w4a8_awq": 0.5 + 2 / 128,
     "nvfp4": 0.5 + 1 / 16,
 }
-NON_GATED = {
-    "gpt2",
-    "gpt_bigcode",
-    "starcoder2",
-    "falcon",
-    "RefinedWeb",
-    "RefinedWebModel",
-    "phi",
-    "nemotron",
-}
-LAYER_NORM_WITH_BIAS = {
+# GPT-style families: a plain two-matrix MLP (no gate) and LayerNorm with a bias, both of which
+# change the parameter count. One set, so the two facts cannot drift apart.
+GPT_STYLE = {
     "gpt2",
     "gpt_bigcode",
     "starcoder2",
@@ -174,7 +166,7 @@ def model_shape(cfg: dict) -> Shape:
         intermediate=intermediate,
         vocab=vocab,
         tied=bool(cfg.get("tie_word_embeddings", True)),
-        gated_mlp=model_type not in NON_GATED,
+        gated_mlp=model_type not in GPT_STYLE,
         checkpoint_dtype=dtype if dtype in DTYPE_BYTES else "float32",
         max_position_embeddings=_first(
             cfg, "max_position_embeddings", "n_positions", "seq_length", "max_sequence_length"
@@ -194,7 +186,7 @@ def _family_details(s: Shape, cfg: dict) -> None:
         s.qkv_bias = True
     if mt in {"gpt2", "gpt_bigcode", "phi"} or (mt == "starcoder2" and cfg.get("use_bias", True)):
         s.qkv_bias = s.o_bias = s.mlp_bias = True
-    s.norm_bias = mt in LAYER_NORM_WITH_BIAS
+    s.norm_bias = mt in GPT_STYLE
     if mt == "gemma2":
         s.norm_vectors_per_layer = 4
     elif mt == "gemma3_text":
