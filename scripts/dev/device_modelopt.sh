@@ -22,7 +22,7 @@ readonly SCRIPT_DIR
 REPO_ROOT="$(cd "${SCRIPT_DIR}/../.." && pwd)"
 readonly REPO_ROOT
 readonly PROG="device_modelopt"
-readonly QUANTIZE="${REPO_ROOT}/scripts/export/_lib/modelopt_quantize.py"
+readonly QUANTIZE="${REPO_ROOT}/scripts/export/steps/modelopt_quantize.py"
 
 log() {
   printf '%s: %s\n' "${PROG}" "$*" >&2

@@ -22,13 +22,13 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
-readonly LIB_DIR="${SCRIPT_DIR}/_lib"
+readonly LIB_DIR="${SCRIPT_DIR}/lib"
 REPO_ROOT="$(cd "${SCRIPT_DIR}/../.." && pwd)"
 readonly REPO_ROOT
 readonly PROG="bench_tensorrt_llm"
 readonly NAME_PATTERN='^[A-Za-z0-9][A-Za-z0-9._-]*$'
 
-# shellcheck source=_lib/log.sh
+# shellcheck source=lib/log.sh
 source "${LIB_DIR}/log.sh"
 
 usage() {
@@ -100,7 +100,7 @@ bench_main() {
   results="${ARTIFACT}/bench/$(date -u +%Y%m%dT%H%M%SZ)"
   mkdir -p "${results}"
   log "dataset: ${NUM_REQUESTS} requests, ${INPUT_LEN} in / ${OUTPUT_LEN} out tokens"
-  "${PYTHON}" "${LIB_DIR}/bench_dataset.py" --config-json "${config_json}" \
+  "${PYTHON}" "${SCRIPT_DIR}/steps/bench_dataset.py" --config-json "${config_json}" \
     --output "${results}/dataset.jsonl" --num-requests "${NUM_REQUESTS}" \
     --input-len "${INPUT_LEN}" --output-len "${OUTPUT_LEN}" >"${results}/dataset.json"
 

@@ -36,7 +36,7 @@ set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
-readonly LIB_DIR="${SCRIPT_DIR}/_lib"
+readonly LIB_DIR="${SCRIPT_DIR}/lib"
 REPO_ROOT="$(cd "${SCRIPT_DIR}/../.." && pwd)"
 readonly REPO_ROOT
 readonly PROG="build_tensorrt_llm"
@@ -44,11 +44,11 @@ readonly NAME_PATTERN='^[A-Za-z0-9][A-Za-z0-9._-]*$'
 # Seconds between the progress lines of a running step (tests shorten it).
 readonly PROGRESS_SECONDS="${BUILD_PROGRESS_SECONDS:-60}"
 
-# shellcheck source=_lib/log.sh
+# shellcheck source=lib/log.sh
 source "${LIB_DIR}/log.sh"
-# shellcheck source=_lib/lock.sh
+# shellcheck source=lib/lock.sh
 source "${LIB_DIR}/lock.sh"
-# shellcheck source=_lib/staging.sh
+# shellcheck source=lib/staging.sh
 source "${LIB_DIR}/staging.sh"
 
 usage() {
@@ -103,7 +103,7 @@ build_doctor() {
   local -a args=(--config "${CONFIG_FILE}" --output-dir "${OUTPUT_DIR:-${OUTPUTS_DIR}/gpu/tensorrt_llm}")
   [[ -z "${PROFILE}" ]] || args+=(--profile "${PROFILE}")
   ((JSON == 0)) || args+=(--json)
-  exec "${PYTHON}" "${LIB_DIR}/doctor.py" "${args[@]}"
+  exec "${PYTHON}" "${SCRIPT_DIR}/doctor.py" "${args[@]}"
 }
 
 build_verify() {
@@ -116,7 +116,7 @@ build_verify() {
   [[ -d "${artifact}" ]] || die --code 2 "no artifact at ${artifact}: build it first (make engine NAME=${NAME})"
   args=(--artifact "${artifact}")
   ((JSON == 0)) || args+=(--json)
-  exec "${PYTHON}" "${LIB_DIR}/verify.py" "${args[@]}"
+  exec "${PYTHON}" "${SCRIPT_DIR}/verify.py" "${args[@]}"
 }
 
 # Set once by the stages.
@@ -160,7 +160,7 @@ build_stage() {
   CUR_STAGE=""
 }
 
-# build_py OUT SCRIPT [ARGS]: run a Python helper of _lib/ with its stdout into OUT; on failure
+# build_py OUT SCRIPT [ARGS]: run a Python helper of lib/ with its stdout into OUT; on failure
 # exit with its code (its own stderr line already says why; 2 means bad input).
 build_py() {
   local out="$1" script="$2" rc=0
@@ -366,7 +366,7 @@ build_step() {
   mapfile -d '' -t argv <"${WORK_DIR}/argv.${name}"
   printf '$ %s\n' "${argv[*]@Q}" >"${log}"
   log "$(printf '%-10s ... (log: %s)' "${name}" "${log}")"
-  (cd -- "${STAGING}" && exec "${PYTHON}" "${LIB_DIR}/run_step.py" --log "${log}" \
+  (cd -- "${STAGING}" && exec "${PYTHON}" "${SCRIPT_DIR}/steps/run_step.py" --log "${log}" \
     --stats "${STAGING}/logs/${name}.stats.json" -- "${argv[@]}") {LOCK_FD}>&- &
   STEP_PID=$!
   build_step_progress "${name}" "${log}"

@@ -101,7 +101,7 @@ build_calls() {
 
 # build_json_get FILE KEY: one value of a JSON file (through the toolkit's own helper).
 build_json_get() {
-  "${PYTHON}" "${REPO_ROOT}/scripts/export/_lib/manifest.py" get --file "$1" --key "$2"
+  "${PYTHON}" "${REPO_ROOT}/scripts/export/lib/manifest.py" get --file "$1" --key "$2"
 }
 
 # build_wait_for FILE [SECONDS]: wait until FILE exists (a fake wrote it), fail after SECONDS.

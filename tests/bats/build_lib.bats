@@ -9,10 +9,10 @@ load test_helper
 setup() {
   common_setup
   PROG="build_lib_test"
-  # shellcheck source=../../scripts/export/_lib/lock.sh
-  source "${REPO_ROOT}/scripts/export/_lib/lock.sh"
-  # shellcheck source=../../scripts/export/_lib/staging.sh
-  source "${REPO_ROOT}/scripts/export/_lib/staging.sh"
+  # shellcheck source=../../scripts/export/lib/lock.sh
+  source "${REPO_ROOT}/scripts/export/lib/lock.sh"
+  # shellcheck source=../../scripts/export/lib/staging.sh
+  source "${REPO_ROOT}/scripts/export/lib/staging.sh"
   PARENT="${BATS_TEST_TMPDIR}/out dir"
   mkdir -p "${PARENT}"
 }

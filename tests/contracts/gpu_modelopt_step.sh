@@ -14,7 +14,7 @@ set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly REPO_ROOT
-readonly LIB="${REPO_ROOT}/scripts/export/_lib"
+readonly LIB="${REPO_ROOT}/scripts/export/lib"
 PYTHON="${PYTHON:-python3}"
 
 die() {

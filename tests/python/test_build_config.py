@@ -142,7 +142,7 @@ def test_hash_follows_the_resolved_values(tmp_path):
 
 def test_schema_file_is_generated_from_the_models():
     assert json.loads(SCHEMA.read_text()) == build_config.json_schema(), (
-        "regenerate: python scripts/export/_lib/build_config.py --schema "
+        "regenerate: python scripts/export/lib/build_config.py --schema "
         "> configs/export/tensorrt_llm.schema.json"
     )
 

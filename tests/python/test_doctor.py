@@ -104,7 +104,7 @@ def test_an_unknown_profile_exits_2(machine, capsys):
 def test_doctor_does_not_import_torch(tmp_path):
     env = dict(os.environ, FAKE_NVIDIA_SMI="h200",
                PATH=f"{REPO / 'tests/fakes/bin'}:/usr/bin:/bin",
-               PYTHONPATH=str(REPO / "scripts/export/_lib"))  # fmt: skip
+               PYTHONPATH=str(REPO / "scripts/export"))  # fmt: skip
     code = (
         "import sys, doctor; rc = doctor.main(sys.argv[1:]); "
         "print('TORCH', 'torch' in sys.modules, file=sys.stderr)"

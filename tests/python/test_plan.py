@@ -264,7 +264,7 @@ def test_without_trtllm_fp8_is_a_modelopt_step_with_the_agreed_cli(base_config, 
     )
     assert p["quantization"]["route"] == "modelopt"
     argv = step(p, "quantize")["argv"]
-    assert argv[1].endswith("scripts/export/_lib/modelopt_quantize.py")
+    assert argv[1].endswith("scripts/export/steps/modelopt_quantize.py")
     args = modelopt_quantize.build_parser().parse_args(argv[2:])
     assert (args.qformat, args.kv_cache_dtype, args.export) == ("fp8", "fp8", "trtllm")
     assert str(args.calib_data) == str(data)

@@ -140,7 +140,7 @@ def test_probe_reads_the_packages_of_the_interpreter_it_runs_in(tmp_path, fake_p
     site = tmp_path / "site"
     make_dist_info.main([str(site), "--stack", "0.21.0", "tensorrt==10.11.0.1"])
     env = dict(os.environ, PYTHONPATH=str(site), FAKE_NVIDIA_SMI="a100")
-    out = subprocess.run([sys.executable, str(REPO / "scripts/export/_lib/probe.py"),
+    out = subprocess.run([sys.executable, str(REPO / "scripts/export/lib/probe.py"),
                           "--output-dir", str(tmp_path / "out")],
                          capture_output=True, text=True, env=env, check=True).stdout  # fmt: skip
     facts = json.loads(out)
@@ -194,7 +194,7 @@ def test_host_memory_is_read():
 
 def test_torch_is_only_imported_on_request(tmp_path, fake_path):
     code = "import sys, probe; probe.collect(sys.argv[1]); print('torch' in sys.modules)"
-    env = dict(os.environ, PYTHONPATH=str(REPO / "scripts/export/_lib"), FAKE_NVIDIA_SMI="none")
+    env = dict(os.environ, PYTHONPATH=str(REPO / "scripts/export/lib"), FAKE_NVIDIA_SMI="none")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                          text=True, env=env, check=True).stdout  # fmt: skip
     assert out.strip() == "False"

@@ -28,7 +28,7 @@ from importlib import metadata
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[2] / "scripts" / "export" / "_lib"))
+sys.path.insert(0, str(HERE.parents[2] / "scripts" / "export" / "lib"))
 
 import llm_api_options  # noqa: E402
 import yaml  # noqa: E402

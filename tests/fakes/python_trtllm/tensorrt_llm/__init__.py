@@ -18,7 +18,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 _REPO = Path(__file__).resolve().parents[4]
-sys.path.insert(0, str(_REPO / "scripts" / "export" / "_lib"))
+sys.path.insert(0, str(_REPO / "scripts" / "export" / "lib"))
 
 import llm_api_options  # noqa: E402
 

@@ -39,6 +39,8 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+
 SCHEMA_VERSION = 1
 PROG = "verify"
 DEFAULT_PROMPTS = [

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-QUANTIZE_SCRIPT = Path(__file__).resolve().parent / "modelopt_quantize.py"
+QUANTIZE_SCRIPT = Path(__file__).resolve().parents[1] / "steps" / "modelopt_quantize.py"
 MODELOPT_MODES = ("fp8", "nvfp4", "int4_awq", "w4a8_awq")
 # The earliest GPU generation each ModelOpt format runs on (compute capability).
 MIN_COMPUTE = {"fp8": (8, 9), "nvfp4": (10, 0), "int4_awq": (8, 0), "w4a8_awq": (8, 9)}

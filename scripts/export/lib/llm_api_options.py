@@ -10,7 +10,7 @@ TorchLlmArgs, a pydantic model that forbids unknown keys: one misspelt or rename
 server at start-up, on the GPU box, after the model has been copied there. This helper writes the
 YAML from the resolved build config (docs/internals.md) and checks every key, nested ones
 included, against the argument set recorded for that TensorRT-LLM version
-(tests/contracts/llm_api/llm_args.<major.minor>.json), so the mistake is caught at build time.
+(lib/data/llm_api/llm_args.<major.minor>.json), so the mistake is caught at build time.
 
 Without --output the YAML goes to stdout; --json prints {"schema_version", "options",
 "record"} instead. --check validates an existing YAML file. Exit 0 ok, 2 bad input (unknown
@@ -34,7 +34,7 @@ from pathlib import Path
 import yaml
 
 SCHEMA_VERSION = 1
-RECORD_DIR = Path(__file__).resolve().parents[3] / "tests" / "contracts" / "llm_api"
+RECORD_DIR = Path(__file__).resolve().parent / "data" / "llm_api"
 # Quantization modes a PyTorch-backend checkpoint can carry (ModelOpt's HF export);
 # the others exist only as TensorRT engine build options.
 PYTORCH_QUANT_MODES = ("none", "fp8", "nvfp4", "int4_awq", "w4a8_awq")

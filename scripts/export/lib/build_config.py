@@ -345,7 +345,7 @@ def _issue_from_pydantic(err: dict, in_profile: bool = False) -> tuple[str, tupl
 
 def _rules(cfg: BuildConfig) -> list[tuple[str, tuple, str]]:
     """Cross-field rules: (code, key path, message)."""
-    from compat import window_problem  # late import: compat has no dependency on this module
+    from env_checks import window_problem  # late import: compat has no dependency on this module
 
     out: list[tuple[str, tuple, str]] = []
     b, q, r, p = cfg.build, cfg.quantization, cfg.runtime, cfg.parallel

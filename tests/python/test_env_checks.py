@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import build_config
-import compat
+import env_checks
 import probe
 import pytest
 
@@ -101,12 +101,12 @@ def status(checks: list[dict], cid: str) -> str:
     ],
 )
 def test_backend_windows(backend, version, inside):
-    assert (compat.window_problem(backend, version) is None) == inside
+    assert (env_checks.window_problem(backend, version) is None) == inside
 
 
 def test_a_version_past_the_engine_window_points_to_the_pytorch_backend():
-    assert "backend: pytorch" in compat.window_problem("engine", "1.3.0")
-    assert "backend: engine" in compat.window_problem("pytorch", "0.21.0")
+    assert "backend: pytorch" in env_checks.window_problem("engine", "1.3.0")
+    assert "backend: engine" in env_checks.window_problem("pytorch", "0.21.0")
 
 
 # --- the dependency table ------------------------------------------------------------------------
@@ -116,7 +116,7 @@ def test_a_version_past_the_engine_window_points_to_the_pytorch_backend():
 def test_each_released_stack_passes_its_own_version_checks(trtllm):
     cfg = config("h100-fp8")
     cfg["target"]["trtllm_version"] = trtllm
-    checks = compat.run_checks(cfg, facts("h100", trtllm))
+    checks = env_checks.run_checks(cfg, facts("h100", trtllm))
     stack_ids = {"tensorrt_version", "torch_version", "modelopt_version", "transformers_version"}
     assert [c for c in checks if c["id"] in stack_ids and c["status"] != "pass"] == []
 
@@ -135,20 +135,20 @@ def test_each_released_stack_passes_its_own_version_checks(trtllm):
     ],
 )
 def test_version_stack_mismatches(packages, cid, expected):
-    checks = compat.run_checks(config("h100-fp8"), facts("h100", **packages))
+    checks = env_checks.run_checks(config("h100-fp8"), facts("h100", **packages))
     assert status(checks, cid) == expected
     if expected != "pass":
         assert by_id(checks)[cid]["fix"]
 
 
 def test_modelopt_is_not_needed_without_quantization():
-    checks = compat.run_checks(config(), facts("h100", nvidia_modelopt=None))
+    checks = env_checks.run_checks(config(), facts("h100", nvidia_modelopt=None))
     assert status(checks, "modelopt_version") == "skip"
 
 
 def test_pytorch_backend_does_not_need_tensorrt():
     cfg = config("h100-fp8-pytorch")
-    checks = compat.run_checks(cfg, facts("h100", tensorrt=None))
+    checks = env_checks.run_checks(cfg, facts("h100", tensorrt=None))
     assert status(checks, "tensorrt_version") == "skip"
 
 
@@ -157,37 +157,37 @@ def test_pytorch_backend_does_not_need_tensorrt():
 
 def test_no_trtllm_fails_doctor_but_only_warns_a_dry_run():
     f = facts("h100", trtllm=None)
-    assert status(compat.run_checks(config(), f), "trtllm_installed") == "fail"
-    dry = compat.run_checks(config(), f, require_machine=False)
+    assert status(env_checks.run_checks(config(), f), "trtllm_installed") == "fail"
+    dry = env_checks.run_checks(config(), f, require_machine=False)
     assert status(dry, "trtllm_installed") == "warn"
     assert status(dry, "backend_window") == "pass"  # judged on target.trtllm_version
 
 
 @pytest.mark.parametrize(("installed", "expected"), [("1.2.0", "pass"), ("1.1.0", "fail")])
 def test_installed_version_against_the_target(installed, expected):
-    checks = compat.run_checks(config(), facts("h100", installed))
+    checks = env_checks.run_checks(config(), facts("h100", installed))
     assert status(checks, "trtllm_target") == expected
 
 
 def test_a_patch_release_of_the_target_line_is_a_warning():
     f = facts("h100")
     f["packages"]["tensorrt_llm"] = "1.2.1"
-    assert status(compat.run_checks(config(), f), "trtllm_target") == "warn"
+    assert status(env_checks.run_checks(config(), f), "trtllm_target") == "warn"
 
 
 def test_installed_trtllm_past_the_engine_window_fails():
     f = facts("h200")
     f["packages"]["tensorrt_llm"] = "1.3.0"
-    check = by_id(compat.run_checks(config(), f))["backend_window"]
+    check = by_id(env_checks.run_checks(config(), f))["backend_window"]
     assert check["status"] == "fail" and "backend: pytorch" in check["message"]
 
 
 def test_trtllm_build_missing_from_path_fails():
     f = facts("h100")
     f["programs"]["trtllm-build"] = None
-    assert status(compat.run_checks(config(), f), "trtllm_programs") == "fail"
+    assert status(env_checks.run_checks(config(), f), "trtllm_programs") == "fail"
     # the pytorch backend needs trtllm-serve instead
-    assert status(compat.run_checks(config("h100-fp8-pytorch"), f), "trtllm_programs") == "pass"
+    assert status(env_checks.run_checks(config("h100-fp8-pytorch"), f), "trtllm_programs") == "pass"
 
 
 # --- GPUs --------------------------------------------------------------------------------------
@@ -212,26 +212,26 @@ def test_trtllm_build_missing_from_path_fails():
 )
 def test_gpu_against_precision_and_target(gpu, profile, precision, target):
     cfg = config(profile)
-    checks = compat.run_checks(cfg, facts(gpu, "0.21.0" if gpu == "t4-r470" else "1.2.0"))
+    checks = env_checks.run_checks(cfg, facts(gpu, "0.21.0" if gpu == "t4-r470" else "1.2.0"))
     assert status(checks, "gpu_precision") == precision
     assert status(checks, "gpu_target") == target
 
 
 def test_a_gpu_sharing_the_targets_compute_capability_is_told_to_add_itself():
     # H200 and H100 are both 9.0: the default target (H100, 80 GiB) must not be "fixed" to 141.
-    check = by_id(compat.run_checks(config(), facts("h200")))["gpu_target"]
+    check = by_id(env_checks.run_checks(config(), facts("h200")))["gpu_target"]
     assert check["status"] == "warn"
     assert check["fix"].startswith("add {name: H200")
     assert "--profile" in check["fix"]
 
 
 def test_pytorch_backend_only_warns_on_another_gpu():
-    checks = compat.run_checks(config("h100-fp8-pytorch"), facts("l40s"))
+    checks = env_checks.run_checks(config("h100-fp8-pytorch"), facts("l40s"))
     assert status(checks, "gpu_target") == "warn"
 
 
 def test_gpu_fix_names_something_that_runs_on_it():
-    check = by_id(compat.run_checks(config("h100-fp8"), facts("a100")))["gpu_precision"]
+    check = by_id(env_checks.run_checks(config("h100-fp8"), facts("a100")))["gpu_precision"]
     assert "fp8" in check["message"] and "8.9" in check["message"]
     assert "bfloat16" in check["fix"]
 
@@ -239,17 +239,17 @@ def test_gpu_fix_names_something_that_runs_on_it():
 def test_volta_is_refused_by_recent_trtllm():
     f = facts("h100")
     f["gpu"]["devices"][0].update(name="Tesla V100-SXM2-32GB", compute_capability="7.0")
-    assert status(compat.run_checks(config(), f), "gpu_supported") == "fail"
+    assert status(env_checks.run_checks(config(), f), "gpu_supported") == "fail"
 
 
 @pytest.mark.parametrize(("tp", "gpu", "expected"), [(8, "h100x8", "pass"), (2, "h100", "fail")])
 def test_gpu_count_against_world_size(tp, gpu, expected):
     cfg = config(parallel__tp_size=tp)
-    assert status(compat.run_checks(cfg, facts(gpu)), "gpu_count") == expected
+    assert status(env_checks.run_checks(cfg, facts(gpu)), "gpu_count") == expected
 
 
 def test_busy_gpu_is_a_warning_naming_it():
-    check = by_id(compat.run_checks(config(parallel__tp_size=8), facts("h100x8")))[
+    check = by_id(env_checks.run_checks(config(parallel__tp_size=8), facts("h100x8")))[
         "gpu_memory_free"
     ]
     assert check["status"] == "warn" and "GPU 3" in check["message"]
@@ -257,19 +257,19 @@ def test_busy_gpu_is_a_warning_naming_it():
 
 @pytest.mark.parametrize(("tp", "expected"), [(1, "warn"), (2, "fail")])
 def test_mig(tp, expected):
-    checks = compat.run_checks(config("a100-bf16", parallel__tp_size=tp), facts("mig"))
+    checks = env_checks.run_checks(config("a100-bf16", parallel__tp_size=tp), facts("mig"))
     assert status(checks, "gpu_mig") == expected
 
 
 def test_mixed_gpus_warn():
-    assert status(compat.run_checks(config(), facts("mixed")), "gpu_uniform") == "warn"
+    assert status(env_checks.run_checks(config(), facts("mixed")), "gpu_uniform") == "warn"
 
 
 @pytest.mark.parametrize(("gpu", "require", "expected"), [
     ("none", True, "fail"), ("nodriver", True, "fail"), ("none", False, "warn"),
 ])  # fmt: skip
 def test_no_gpu(gpu, require, expected):
-    checks = compat.run_checks(config("h100-fp8"), facts(gpu), require_machine=require)
+    checks = env_checks.run_checks(config("h100-fp8"), facts(gpu), require_machine=require)
     check = by_id(checks)["gpu_present"]
     assert check["status"] == expected
     assert status(checks, "gpu_precision") == "pass"  # judged on the target H100
@@ -280,7 +280,7 @@ def test_no_gpu(gpu, require, expected):
 def test_no_gpu_still_catches_a_target_that_cannot_run_the_precision():
     cfg = config("h100-fp8")
     cfg["target"]["gpus"] = [{"name": "A100", "compute_capability": "8.0", "memory_gib": 80}]
-    checks = compat.run_checks(cfg, facts("none"), require_machine=False)
+    checks = env_checks.run_checks(cfg, facts("none"), require_machine=False)
     assert status(checks, "gpu_precision") == "fail"
 
 
@@ -298,14 +298,14 @@ def test_no_gpu_still_catches_a_target_that_cannot_run_the_precision():
     ],
 )
 def test_driver_against_cuda(gpu, trtllm, expected):
-    checks = compat.run_checks(config(), facts(gpu, trtllm))  # the installed version decides
+    checks = env_checks.run_checks(config(), facts(gpu, trtllm))  # the installed version decides
     assert status(checks, "driver_cuda") == expected
 
 
 def test_driver_without_reported_cuda_is_judged_by_its_version():
     f = facts("h100", "1.2.0")
     f["gpu"]["cuda_driver_version"] = None
-    check = by_id(compat.run_checks(config(), f))["driver_cuda"]
+    check = by_id(env_checks.run_checks(config(), f))["driver_cuda"]
     assert check["status"] == "fail" and "580.65.06" in check["fix"]
 
 
@@ -315,15 +315,15 @@ def test_driver_without_reported_cuda_is_judged_by_its_version():
 def test_multi_gpu_needs_mpirun():
     f = facts("h100x8")
     f["mpi"] = {"status": "absent", "version": None}
-    assert status(compat.run_checks(config(parallel__tp_size=2), f), "mpi") == "fail"
-    assert status(compat.run_checks(config(), f), "mpi") == "pass"
+    assert status(env_checks.run_checks(config(parallel__tp_size=2), f), "mpi") == "fail"
+    assert status(env_checks.run_checks(config(), f), "mpi") == "pass"
 
 
 def test_low_disk_and_ram_warn():
     f = facts("h100")
     f["disk"]["free_bytes"] = 5 * 2**30
     f["memory"]["available_bytes"] = 8 * 2**30
-    checks = compat.run_checks(config(), f)
+    checks = env_checks.run_checks(config(), f)
     assert status(checks, "disk") == "warn"
     assert status(checks, "host_memory") == "warn"
 
@@ -331,15 +331,15 @@ def test_low_disk_and_ram_warn():
 def test_calibration_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = config("h100-fp8")
-    assert status(compat.run_checks(cfg, facts("h100")), "calibration") == "warn"
+    assert status(env_checks.run_checks(cfg, facts("h100")), "calibration") == "warn"
     cfg["quantization"]["calibration"]["dataset"] = "calib.jsonl"
-    assert status(compat.run_checks(cfg, facts("h100")), "calibration") == "fail"
+    assert status(env_checks.run_checks(cfg, facts("h100")), "calibration") == "fail"
     (tmp_path / "calib.jsonl").write_text('{"text": "hi"}\n')
-    assert status(compat.run_checks(cfg, facts("h100")), "calibration") == "pass"
+    assert status(env_checks.run_checks(cfg, facts("h100")), "calibration") == "pass"
 
 
 def test_every_check_has_the_contract_shape():
-    checks = compat.run_checks(build_config.resolve(SHIPPED, "h100-fp8"), facts("a100"))
+    checks = env_checks.run_checks(build_config.resolve(SHIPPED, "h100-fp8"), facts("a100"))
     assert checks
     for c in checks:
         assert set(c) == {"id", "status", "message", "fix"}
@@ -352,22 +352,22 @@ def test_every_check_has_the_contract_shape():
 def test_torch_checks():
     cfg = config()
     f = facts("h200")
-    assert compat.torch_checks(cfg, f)[0]["status"] == "skip"
+    assert env_checks.torch_checks(cfg, f)[0]["status"] == "skip"
     f["torch_cuda"] = {"status": "ok", "version": "2.9.1", "cuda": "12.8", "available": True}
-    assert compat.torch_checks(cfg, f)[0]["status"] == "fail"  # 1.2 needs CUDA 13
+    assert env_checks.torch_checks(cfg, f)[0]["status"] == "fail"  # 1.2 needs CUDA 13
     f["torch_cuda"]["cuda"] = "13.0"
     f["torch_cuda"]["device_count"] = 1
-    assert compat.torch_checks(cfg, f)[0]["status"] == "pass"
+    assert env_checks.torch_checks(cfg, f)[0]["status"] == "pass"
     f["torch_cuda"] = {"status": "error", "detail": "undefined symbol: _ZN3c10", "cuda": None}
-    assert "undefined symbol" in compat.torch_checks(cfg, f)[0]["message"]
+    assert "undefined symbol" in env_checks.torch_checks(cfg, f)[0]["message"]
 
 
 def test_import_checks_name_the_abi_mismatch():
     f = facts("h200")
-    assert compat.import_checks(config(), f)[0]["status"] == "skip"
+    assert env_checks.import_checks(config(), f)[0]["status"] == "skip"
     f["trtllm_import"] = {"status": "error", "version": None,
                           "detail": "ImportError: libth.so: undefined symbol: _ZN3c10"}  # fmt: skip
-    check = compat.import_checks(config(), f)[0]
+    check = env_checks.import_checks(config(), f)[0]
     assert check["status"] == "fail" and "different builds" in check["fix"]
     f["trtllm_import"] = {"status": "ok", "version": "1.2.0"}
-    assert compat.import_checks(config(), f)[0]["status"] == "pass"
+    assert env_checks.import_checks(config(), f)[0]["status"] == "pass"

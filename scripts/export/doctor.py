@@ -1,3 +1,4 @@
+#!/usr/bin/env python3
 """Check this machine against the build config: a table of facts and checks, one mark each.
 
 Usage:
@@ -18,12 +19,13 @@ import json
 import sys
 from pathlib import Path
 
-import build_config
-import compat
-import probe
+sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
+import build_config  # noqa: E402
+import env_checks  # noqa: E402
+import probe  # noqa: E402
 
 SCHEMA_VERSION = 1
-REPO_ROOT = Path(__file__).resolve().parents[3]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = "configs/export/tensorrt_llm.yaml"
 MARKS = {"pass": "[ok]  ", "warn": "[warn]", "fail": "[FAIL]", "skip": "[skip]"}
 
@@ -168,11 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         return exc.code
     with_torch = args.torch or args.deep
     facts = probe.collect(args.output_dir, with_torch=with_torch, with_import=args.deep)
-    checks = compat.run_checks(doc, facts)
+    checks = env_checks.run_checks(doc, facts)
     if with_torch:
-        checks += compat.torch_checks(doc, facts)
+        checks += env_checks.torch_checks(doc, facts)
     if args.deep:
-        checks += compat.import_checks(doc, facts)
+        checks += env_checks.import_checks(doc, facts)
     _suggest_profiles(config, facts, checks)
     counts = summary(checks)
     if args.json:

@@ -16,8 +16,9 @@ from pathlib import Path
 from family import Family, load_data, version_key
 
 LIB_DIR = Path(__file__).resolve().parent
-MODELOPT_SCRIPT = LIB_DIR / "modelopt_quantize.py"
-CALIB_SCRIPT = LIB_DIR / "calib_data.py"
+STEPS_DIR = LIB_DIR.parent / "steps"
+MODELOPT_SCRIPT = STEPS_DIR / "modelopt_quantize.py"
+CALIB_SCRIPT = STEPS_DIR / "calib_data.py"
 
 QUANTIZE_PY_MODES = {"fp8", "int4_awq", "w4a8_awq", "nvfp4"}
 MODELOPT_QFORMATS = {"fp8", "nvfp4", "int4_awq", "w4a8_awq"}

@@ -34,9 +34,9 @@ import sys
 from pathlib import Path
 
 import commands
-import compat
+import env_checks
 import estimate as est
-import preflight
+import model_checks
 from commands import PlanError, at_least
 from family import FamilyError, detect, require_hf_dir, version_key
 
@@ -156,7 +156,7 @@ ENVIRONMENT_CHECKS = (
 def environment_checks(config: dict, facts: dict) -> list[dict]:
     return [
         c
-        for c in compat.run_checks(config, facts, require_machine=False)
+        for c in env_checks.run_checks(config, facts, require_machine=False)
         if c["id"] in ENVIRONMENT_CHECKS
     ]
 
@@ -358,7 +358,7 @@ def make_plan(
     if not examples.startswith("$"):
         examples = str(Path(examples).absolute())
     checks = [
-        preflight.check(
+        model_checks.check(
             "trtllm_version",
             "pass",
             f"planned for TensorRT-LLM {version} ({version_source})"
@@ -369,7 +369,7 @@ def make_plan(
     if backend == "engine":
         notes += family.notes
         checks.append(
-            preflight.check(
+            model_checks.check(
                 "family",
                 "pass" if family.recorded else "warn",
                 f"{family.hf_architecture} -> {family.name} ({family.script})"
@@ -378,7 +378,7 @@ def make_plan(
         )
         if examples == "$TRTLLM_EXAMPLES_DIR":
             checks.append(
-                preflight.check(
+                model_checks.check(
                     "examples_dir",
                     "warn",
                     "TRTLLM_EXAMPLES_DIR is not set: the script paths below are placeholders",
@@ -401,13 +401,13 @@ def make_plan(
             estimate,
         )
         if (facts.get("packages") or {}).get("tensorrt_llm"):
-            checks.append(preflight.installed_parser_check(steps[-1]["argv"]))
-        checks += preflight.calibration_checks(config, route)
+            checks.append(model_checks.installed_parser_check(steps[-1]["argv"]))
+        checks += model_checks.calibration_checks(config, route)
     else:
         steps = _pytorch_steps(config, facts, model_dir, staging)
-    checks += preflight.structure_checks(config, shape, family, gpu)
-    checks += preflight.precision_checks(config, gpu, dtype)
-    checks += preflight.estimate_checks(config, model_config, gpu, estimate, facts)
+    checks += model_checks.structure_checks(config, shape, family, gpu)
+    checks += model_checks.precision_checks(config, gpu, dtype)
+    checks += model_checks.estimate_checks(config, model_config, gpu, estimate, facts)
     checks += environment_checks(config, facts)
     par = config.get("parallel") or {}
     tp, pp = int(par.get("tp_size", 1)), int(par.get("pp_size", 1))
@@ -474,9 +474,9 @@ def show(plan: dict) -> str:
         mem = e["gpu"]["memory_bytes"]
         rows = [
             ("parameters", f"{e['parameters']['total']:,} ({e['parameters']['source']})"),
-            ("checkpoint", f"{preflight.gib(e['checkpoint']['bytes'])} {e['checkpoint']['dtype']}"),
-            ("weights/GPU", f"{preflight.gib(e['weights_bytes_per_gpu'])} of {preflight.gib(mem)}"),
-            ("activations/GPU", f"{preflight.gib(e['activation_bytes_per_gpu'])}"),
+            ("checkpoint", f"{model_checks.gib(e['checkpoint']['bytes'])} {e['checkpoint']['dtype']}"),
+            ("weights/GPU", f"{model_checks.gib(e['weights_bytes_per_gpu'])} of {model_checks.gib(mem)}"),
+            ("activations/GPU", f"{model_checks.gib(e['activation_bytes_per_gpu'])}"),
             (
                 "KV bytes/token",
                 f"{e['kv_cache_bytes_per_token_per_gpu']:,} ({e['kv_cache_formula']})",
@@ -491,10 +491,10 @@ def show(plan: dict) -> str:
             ),
             (
                 "host RAM",
-                f"{preflight.gib(e['host_ram_bytes_convert'])} convert, "
-                f"{preflight.gib(e['host_ram_bytes_build'])} build",
+                f"{model_checks.gib(e['host_ram_bytes_convert'])} convert, "
+                f"{model_checks.gib(e['host_ram_bytes_build'])} build",
             ),
-            ("disk", f"{preflight.gib(e['disk_bytes'])} (checkpoint + engines)"),
+            ("disk", f"{model_checks.gib(e['disk_bytes'])} (checkpoint + engines)"),
         ]
         lines += ["", "estimates"] + [f"  {k:16s} {v}" for k, v in rows]
     for note in plan.get("notes") or []:

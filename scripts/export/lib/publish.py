@@ -399,7 +399,7 @@ def publish_pytorch(args: argparse.Namespace) -> Path:
         import bundle
     except ImportError as exc:
         raise PublishError(
-            f"backend pytorch needs scripts/export/_lib/bundle.py, which does not import: {exc}"
+            f"backend pytorch needs scripts/export/lib/bundle.py, which does not import: {exc}"
         ) from exc
     config_doc, facts, plan, inputs = load_inputs(args)
     staging: Path = args.staging
