@@ -474,8 +474,14 @@ def show(plan: dict) -> str:
         mem = e["gpu"]["memory_bytes"]
         rows = [
             ("parameters", f"{e['parameters']['total']:,} ({e['parameters']['source']})"),
-            ("checkpoint", f"{model_checks.gib(e['checkpoint']['bytes'])} {e['checkpoint']['dtype']}"),
-            ("weights/GPU", f"{model_checks.gib(e['weights_bytes_per_gpu'])} of {model_checks.gib(mem)}"),
+            (
+                "checkpoint",
+                f"{model_checks.gib(e['checkpoint']['bytes'])} {e['checkpoint']['dtype']}",
+            ),
+            (
+                "weights/GPU",
+                f"{model_checks.gib(e['weights_bytes_per_gpu'])} of {model_checks.gib(mem)}",
+            ),
             ("activations/GPU", f"{model_checks.gib(e['activation_bytes_per_gpu'])}"),
             (
                 "KV bytes/token",
