@@ -20,9 +20,9 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
-import build_config  # noqa: E402
-import env_checks  # noqa: E402
-import probe  # noqa: E402
+import build_config
+import env_checks
+import probe
 
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]
