@@ -20,12 +20,14 @@
 #   --verify          check a built artifact against this machine, then golden prompts
 #   -h, --help        this help
 #
-# Stages: args, config, probe, preflight, plan, then (not with --dry-run) one stage per planned
-# step (convert or quantize, build), publish. Each prints one line with its duration; the tools'
-# output goes to logs/<step>.log in the staging dir .NAME.staging-<pid> beside the output, which
-# is renamed into place when complete: the output dir is either a whole artifact or absent.
-# A build whose inputs (model, config, versions, GPU, commands) match the existing build.json is
-# skipped ("up to date"); a different one over an existing output needs --force.
+# Stages: args, then config, probe and plan (one Python process, lib/prepare.py: every check,
+# every problem at once), then (not with --dry-run) identity, staging, one stage per planned step
+# (convert or quantize, build), publish (lib/publish.py). Each prints one line with its duration;
+# the tools' output goes to logs/<step>.log in the staging dir .NAME.staging-<pid> beside the
+# output, which takes the output's place when complete: the output dir is either a whole artifact
+# or absent. A build whose inputs (model, config, versions, GPU, commands) match the existing
+# build.json, and whose files are all there unchanged, is skipped ("up to date"); a different one
+# over an existing output needs --force; a damaged one is rebuilt.
 # Stdout: the artifact dir (with --json: build.json; with --dry-run: the plan).
 #
 # Environment: PYTHON (default python3), TRTLLM_EXAMPLES_DIR (TensorRT-LLM's examples dir),
@@ -123,10 +125,9 @@ build_verify() {
 OUTPUTS_DIR="${OUTPUTS_DIR:-${REPO_ROOT}/outputs}"
 ARTIFACT_NAME=""      # NAME, or the output dir's basename
 OUTPUT_PARENT=""
-CACHE_DIR=""          # timing caches, per GPU and version (plan.py decides the layout)
 LOCK_FILE=""
 LOCK_FD=""
-WORK_DIR=""           # private temp dir for the JSON between the stages; removed on exit
+WORK_DIR=""           # private temp dir for what prepare.py hands over; removed on exit
 STAGING_PLANNED=""    # the staging dir this build will use (the plan's commands name it)
 STAGING=""            # set once the staging dir exists; cleared when it is published
 BUILD_ID=""
@@ -165,7 +166,6 @@ build_stage() {
 build_py() {
   local out="$1" script="$2" rc=0
   shift 2
-  [[ -f "${LIB_DIR}/${script}" ]] || die "missing helper ${LIB_DIR}/${script}"
   "${PYTHON}" "${LIB_DIR}/${script}" "$@" >"${out}" || rc=$?
   ((rc == 0)) || exit "${rc}"
 }
@@ -227,83 +227,25 @@ build_args() {
   [[ "${OUTPUT_DIR}" != "${MODEL_DIR}" && "${OUTPUT_DIR}/" != "${MODEL_DIR}/"* ]] ||
     die --code 2 "the output dir ${OUTPUT_DIR} would overwrite the model it is built from"
   OUTPUT_PARENT="$(dirname -- "${OUTPUT_DIR}")"
-  CACHE_DIR="${OUTPUT_PARENT}/.cache"
   LOCK_FILE="${OUTPUT_PARENT}/.$(basename -- "${OUTPUT_DIR}").lock"
   STAGING_PLANNED="$(staging_path "${OUTPUT_DIR}")"
 }
 
-build_config() {
-  local -a args=(--config "${CONFIG_FILE}")
+# build_prepare: config, probe and plan in one process (lib/prepare.py), which prints their
+# stage lines itself and leaves in WORK_DIR the step argv files, the build_id and the status.
+build_prepare() {
+  local rc=0
+  local -a args=(--config "${CONFIG_FILE}" --model-dir "${MODEL_DIR}" --output "${OUTPUT_DIR}"
+    --staging "${STAGING_PLANNED}" --cache-dir "${OUTPUT_PARENT}/.cache" --work-dir "${WORK_DIR}")
   [[ -z "${PROFILE}" ]] || args+=(--profile "${PROFILE}")
-  build_py "${WORK_DIR}/config.json" build_config.py "${args[@]}"
-}
-
-build_probe() {
-  build_py "${WORK_DIR}/facts.json" probe.py --output-dir "${OUTPUT_PARENT}"
-}
-
-build_preflight() {
-  local -a missing=()
-  local program
-  if ((DRY_RUN == 0)); then
-    for program in flock mv tail; do
-      command -v "${program}" >/dev/null || missing+=("${program}")
-    done
-    ((${#missing[@]} == 0)) || die --code 2 "missing programs on PATH: ${missing[*]}"
-  fi
-  build_py /dev/null publish.py check --model-dir "${MODEL_DIR}"
-}
-
-build_plan() {
-  build_py "${WORK_DIR}/plan.json" plan.py --config-json "${WORK_DIR}/config.json" \
-    --facts-json "${WORK_DIR}/facts.json" --model-dir "${MODEL_DIR}" \
-    --staging "${STAGING_PLANNED}" --cache-dir "${CACHE_DIR}"
-  ((DRY_RUN == 0)) || return 0
-  build_resolve_steps
-}
-
-# build_resolve_steps: every planned command as an argv file in WORK_DIR, each program found
-# and each script present, before anything runs (a missing tool fails now, not after an hour).
-build_resolve_steps() {
-  local names name
-  local -a argv
-  names="$("${PYTHON}" "${LIB_DIR}/manifest.py" steps --plan "${WORK_DIR}/plan.json")" || exit $?
+  ((DRY_RUN == 0)) || args+=(--dry-run)
+  ((JSON == 0)) || args+=(--json)
+  "${PYTHON}" "${LIB_DIR}/prepare.py" "${args[@]}" || rc=$?
+  ((DRY_RUN == 0)) || exit "${rc}"
+  ((rc == 0)) || exit "${rc}"
   STEP_NAMES=()
-  [[ -z "${names}" ]] || mapfile -t STEP_NAMES <<<"${names}"
-  for name in "${STEP_NAMES[@]}"; do
-    "${PYTHON}" "${LIB_DIR}/plan.py" argv --plan "${WORK_DIR}/plan.json" --step "${name}" \
-      >"${WORK_DIR}/argv.${name}" || exit $?
-    mapfile -d '' -t argv <"${WORK_DIR}/argv.${name}"
-    ((${#argv[@]} > 0)) || die "the plan has no command for step ${name}"
-    command -v -- "${argv[0]}" >/dev/null ||
-      die --code 2 "step ${name} needs ${argv[0]}, which is not on PATH: run inside the TensorRT-LLM container (make doctor checks it)"
-    if [[ "${argv[1]:-}" == *.py && ! -f "${argv[1]}" ]]; then
-      die --code 2 "step ${name} needs ${argv[1]}, which does not exist: set TRTLLM_EXAMPLES_DIR to TensorRT-LLM's examples dir (/app/tensorrt_llm/examples in NVIDIA's container)"
-    fi
-  done
-}
-
-build_show_plan() {
-  local status
-  if ((JSON)); then
-    cat -- "${WORK_DIR}/plan.json"
-  else
-    "${PYTHON}" "${LIB_DIR}/plan.py" show --plan "${WORK_DIR}/plan.json"
-  fi
-  build_compute_id
-  status="$("${PYTHON}" "${LIB_DIR}/manifest.py" status --output "${OUTPUT_DIR}" --build-id "${BUILD_ID}")" || exit $?
-  case "${status}" in
-    absent) log "dry run: nothing was written; the build would create ${OUTPUT_DIR}" ;;
-    same) log "dry run: nothing was written; ${OUTPUT_DIR} is up to date (build ${BUILD_ID:0:19})" ;;
-    *) log "dry run: nothing was written; ${OUTPUT_DIR} holds a different build: the real run needs --force" ;;
-  esac
-}
-
-build_compute_id() {
-  BUILD_ID="$("${PYTHON}" "${LIB_DIR}/manifest.py" inputs --config-json "${WORK_DIR}/config.json" \
-    --facts-json "${WORK_DIR}/facts.json" --plan-json "${WORK_DIR}/plan.json" \
-    --model-dir "${MODEL_DIR}" --staging "${STAGING_PLANNED}" --cache-dir "${CACHE_DIR}" \
-    --out "${WORK_DIR}/inputs.json")" || exit $?
+  mapfile -t STEP_NAMES <"${WORK_DIR}/steps"
+  IFS= read -r BUILD_ID <"${WORK_DIR}/build_id"
 }
 
 build_print_result() {
@@ -314,10 +256,10 @@ build_print_result() {
   fi
 }
 
-# build_identity: the build_id, then the lock, then whether the output already holds this build.
+# build_identity: the lock, then whether the output already holds this build (prepare.py judged
+# it; a build that published meanwhile makes it stale, so an output that appeared is refused).
 build_identity() {
   local status rc=0
-  build_compute_id
   mkdir -p -- "${OUTPUT_PARENT}" || die "cannot create ${OUTPUT_PARENT}"
   lock_acquire "${LOCK_FILE}" LOCK_FD || rc=$?
   case "${rc}" in
@@ -325,9 +267,12 @@ build_identity() {
     1) die "another build of ${OUTPUT_DIR} is running (pid $(lock_holder "${LOCK_FILE}")); wait for it to finish or stop that process" ;;
     *) die "cannot open the lock file ${LOCK_FILE}" ;;
   esac
-  status="$("${PYTHON}" "${LIB_DIR}/manifest.py" status --output "${OUTPUT_DIR}" --build-id "${BUILD_ID}")" || exit $?
+  IFS= read -r status <"${WORK_DIR}/status"
   case "${status}" in
-    absent) ;;
+    absent | damaged)
+      [[ ! -e "${OUTPUT_DIR}" || "${status}" == damaged ]] ||
+        die "${OUTPUT_DIR} appeared while this build was preparing (another build published it); run again"
+      ;;
     same)
       if ((FORCE == 0)); then
         log "up to date: ${OUTPUT_DIR} already holds build ${BUILD_ID:0:19} (--force rebuilds)"
@@ -346,16 +291,14 @@ build_identity() {
 }
 
 build_staging() {
-  local timing_dir
+  local dir
   staging_clear_stale "${OUTPUT_DIR}"
-  # trtllm-build writes the timing cache but does not create its dir (absent for pytorch plans)
-  timing_dir="$("${PYTHON}" "${LIB_DIR}/plan.py" get --plan "${WORK_DIR}/plan.json" \
-    --key timing_cache_dir 2>/dev/null)" || timing_dir=""
-  [[ -z "${timing_dir}" ]] || mkdir -p -- "${timing_dir}"
+  # trtllm-build writes the timing cache but does not create its dir
+  while IFS= read -r dir; do
+    [[ -z "${dir}" ]] || mkdir -p -- "${dir}"
+  done <"${WORK_DIR}/dirs"
   mkdir -p -- "${STAGING_PLANNED}/logs"
   STAGING="${STAGING_PLANNED}"
-  cp -- "${WORK_DIR}/config.json" "${STAGING}/logs/resolved_config.json"
-  cp -- "${WORK_DIR}/facts.json" "${STAGING}/logs/facts.json"
   cp -- "${WORK_DIR}/plan.json" "${STAGING}/logs/plan.json"
 }
 
@@ -405,14 +348,12 @@ build_step_failed() { # <step> <log> <exit code>
   exit 1
 }
 
+# build_publish: lib/publish.py completes the staging dir (tokenizer, serve.sh, build.json) and
+# puts it in the output's place (an exchange with an old one for --force).
 build_publish() {
-  local -a args=(run --staging "${STAGING}" --model-dir "${MODEL_DIR}" --name "${ARTIFACT_NAME}"
-    --config-json "${WORK_DIR}/config.json" --facts-json "${WORK_DIR}/facts.json"
-    --plan-json "${WORK_DIR}/plan.json" --inputs-json "${WORK_DIR}/inputs.json"
-    --stages-file "${WORK_DIR}/stages.tsv")
+  local -a args=(--work-dir "${WORK_DIR}" --staging "${STAGING}")
   ((KEEP_STAGING == 0)) || args+=(--keep-checkpoint)
   build_py /dev/null publish.py "${args[@]}"
-  staging_swap "${STAGING}" "${OUTPUT_DIR}" || die "could not move ${STAGING} to ${OUTPUT_DIR}"
   STAGING=""
 }
 
@@ -425,14 +366,7 @@ build_main() {
   trap 'build_on_signal HUP 1' HUP
   : >"${WORK_DIR}/stages.tsv"
   build_stage args
-  build_stage config
-  build_stage probe
-  build_stage preflight
-  build_stage plan
-  if ((DRY_RUN)); then
-    build_show_plan
-    return 0
-  fi
+  build_prepare
   build_stage identity
   build_stage staging
   for name in "${STEP_NAMES[@]}"; do

@@ -23,11 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 import build_config
 import env_checks
 import probe
+from errors import counts, render_checks, summary_line
 
 SCHEMA_VERSION = 1
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONFIG = "configs/export/tensorrt_llm.yaml"
-MARKS = {"pass": "[ok]  ", "warn": "[warn]", "fail": "[FAIL]", "skip": "[skip]"}
+PROG = "doctor"
 
 
 def _gib(n: int | None) -> str:
@@ -91,36 +92,25 @@ def fact_rows(facts: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def render(doc: dict, facts: dict, checks: list[dict]) -> str:
-    cfg = doc["config"]
-    target = cfg["target"]
+def render(loaded: build_config.Loaded, facts: dict, checks: list[dict]) -> str:
+    cfg = loaded.config
+    target = cfg.target
     gpus = ", ".join(
-        f"{g['name']} ({g['compute_capability']}, {g['memory_gib']:g} GiB)" for g in target["gpus"]
+        f"{g.name} ({g.compute_capability}, {g.memory_gib:g} GiB)" for g in target.gpus
     )
     lines = [
-        f"TensorRT-LLM doctor: {doc['source']}"
-        + (f" --profile {doc['profile']}" if doc["profile"] else ""),
-        f"  plan: backend {cfg['backend']}, TensorRT-LLM {target['trtllm_version']}, {gpus}, "
-        f"dtype {cfg['dtype']}, quantization {cfg['quantization']['mode']}, "
-        f"tp {cfg['parallel']['tp_size']} x pp {cfg['parallel']['pp_size']}",
+        f"TensorRT-LLM doctor: {loaded.source}"
+        + (f" --profile {loaded.profile}" if loaded.profile else ""),
+        f"  plan: backend {cfg.backend}, TensorRT-LLM {target.trtllm_version}, {gpus}, "
+        f"dtype {cfg.dtype}, quantization {cfg.quantization.mode}, "
+        f"tp {cfg.parallel.tp_size} x pp {cfg.parallel.pp_size}",
         "",
         "Facts",
     ]
     rows = fact_rows(facts)
     width = max(len(label) for label, _ in rows)
     lines += [f"  {label:<{width}}  {value}" for label, value in rows]
-    lines += ["", "Checks"]
-    id_width = max((len(c["id"]) for c in checks), default=0)
-    for c in checks:
-        lines.append(f"  {MARKS[c['status']]} {c['id']:<{id_width}}  {c['message']}")
-        if c["status"] in {"fail", "warn"} and c.get("fix"):
-            lines.append(f"  {'':6} {'':<{id_width}}  fix: {c['fix']}")
-    counts = summary(checks)
-    lines += [
-        "",
-        f"{counts['fail']} failed, {counts['warn']} warning(s), {counts['pass']} passed, "
-        f"{counts['skip']} skipped",
-    ]
+    lines += ["", "Checks", *render_checks(checks), "", summary_line(checks)]
     return "\n".join(lines)
 
 
@@ -137,13 +127,6 @@ def _suggest_profiles(config: str, facts: dict, checks: list[dict]) -> None:
     for c in failed:
         if names:
             c["fix"] += f" (profiles for compute capability {cc}: {', '.join(names)})"
-
-
-def summary(checks: list[dict]) -> dict[str, int]:
-    out = {"pass": 0, "warn": 0, "fail": 0, "skip": 0}
-    for c in checks:
-        out[c["status"]] += 1
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,33 +146,39 @@ def main(argv: list[str] | None = None) -> int:
             DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else str(REPO_ROOT / DEFAULT_CONFIG)
         )
     try:
-        doc = build_config.resolve(config, args.profile)
+        loaded = build_config.load_for_build(config, args.profile)
     except build_config.ConfigError as exc:
-        for issue in exc.issues:
-            print(f"doctor: config error: {issue.render(exc.source)}", file=sys.stderr)
+        for line in exc.lines():
+            print(f"{PROG}: config error: {line}", file=sys.stderr)
         return exc.code
+    for line in loaded.warnings:
+        print(f"{PROG}: config warning: {line}", file=sys.stderr)
     with_torch = args.torch or args.deep
     facts = probe.collect(args.output_dir, with_torch=with_torch, with_import=args.deep)
-    checks = env_checks.run_checks(doc, facts)
+    cfg = loaded.config
+    checks = env_checks.run_checks(cfg, facts)
     if with_torch:
-        checks += env_checks.torch_checks(doc, facts)
+        checks += env_checks.torch_checks(cfg, facts)
     if args.deep:
-        checks += env_checks.import_checks(doc, facts)
+        checks += env_checks.import_checks(cfg, facts)
+    for c in checks:
+        if c.get("key"):
+            c["where"] = loaded.where(c["key"])
     _suggest_profiles(config, facts, checks)
-    counts = summary(checks)
+    n = counts(checks)
     if args.json:
         out = {
             "schema_version": SCHEMA_VERSION,
-            "ok": counts["fail"] == 0,
-            "config": doc,
+            "ok": n["fail"] == 0,
+            "config": loaded.document(),
             "facts": facts,
             "checks": checks,
-            "summary": counts,
+            "summary": n,
         }
         print(json.dumps(out, indent=2))
     else:
-        print(render(doc, facts, checks))
-    return 1 if counts["fail"] else 0
+        print(render(loaded, facts, checks))
+    return 1 if n["fail"] else 0
 
 
 if __name__ == "__main__":

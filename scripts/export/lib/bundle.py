@@ -2,18 +2,18 @@
 
 Library, called by publish.py for backend "pytorch" before the manifest and the atomic rename:
 
-  publish_bundle(staging, checkpoint, config, trtllm_version, *, tokenizer_dir=None) -> dict
+  publish_bundle(staging, checkpoint, cfg, trtllm_version, *, tokenizer_dir=None) -> dict
 
   staging/
     checkpoint/            the merged HF checkpoint: hard links to its files (a copy where the
                            staging dir is on another filesystem), or the ModelOpt checkpoint that
                            the quantize step already wrote there; tokenizer files included
     llm_api_options.yaml   trtllm-serve --extra_llm_api_options, keys checked for the version
-    serve.sh               the one launch command, paths relative to the bundle (copyable)
+(serve.sh is written by publish.py, for both backends: serve_script.py)
 
 The returned dict is what the manifest records under "bundle" (docs/internals.md). Raises
-BundleError (code 2) for a config the backend cannot serve or a checkpoint without config.json;
-an OSError while linking or copying propagates (a run-time failure, exit 1 at the caller).
+ExportError (code 2) for options the version rejects or a checkpoint without config.json; an
+OSError while linking or copying propagates (the caller names the path and the fix).
 """
 
 from __future__ import annotations
@@ -25,47 +25,20 @@ import stat
 from pathlib import Path
 
 import llm_api_options
+import model_files
+from build_config import BuildConfig
+from errors import ExportError
 
 SCHEMA_VERSION = 1
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-    "generation_config.json",
-)
-SERVE_SCRIPT = """#!/usr/bin/env bash
-# Serve this bundle with trtllm-serve: TensorRT-LLM {line} PyTorch backend, world size {world}.
-# Written by bundle.py. Paths are relative to this file, so the bundle can be copied as a whole.
-#
-# Usage: ./serve.sh [more trtllm-serve options, e.g. --host 0.0.0.0 --port 8000]
-set -euo pipefail
-
-here="$(cd "$(dirname "${{BASH_SOURCE[0]}}")" && pwd)"
-readonly here
-cmd=(
-  trtllm-serve "${{here}}/checkpoint"
-  --backend pytorch
-  --extra_llm_api_options "${{here}}/llm_api_options.yaml"
-  --tp_size {tp} --pp_size {pp}
-  --max_batch_size {mbs} --max_num_tokens {mnt} --max_seq_len {msl}
-  --kv_cache_free_gpu_memory_fraction {frac}
-)
-exec "${{cmd[@]}}" "$@"
-"""
-
-
-class BundleError(Exception):
-    """Bad input for a bundle; exit code 2 at the CLI boundary."""
-
-    code = 2
 
 
 def _link_or_copy(src: Path, dst: Path) -> str:
-    """Hard-link src to dst; copy when the filesystem refuses links. Returns the mode used."""
+    """Hard-link src to dst; copy when the filesystem refuses links, or when the source is not
+    readable by others (the artifact's files are made 0644, and a link shares its mode with the
+    merged model's file, which is left as it is). Returns the mode used."""
+    if not src.stat().st_mode & stat.S_IROTH:
+        shutil.copy2(src, dst)
+        return "copy"
     try:
         os.link(src, dst)
         return "hardlink"
@@ -98,16 +71,15 @@ def link_tree(src: Path, dst: Path) -> dict:
 
 def _copy_tokenizer(tokenizer_dir: Path, checkpoint: Path) -> list[str]:
     copied = []
-    for name in TOKENIZER_FILES:
-        src = tokenizer_dir / name
-        if src.is_file() and not (checkpoint / name).exists():
-            shutil.copy2(src, checkpoint / name)
-            copied.append(name)
+    for src in model_files.tokenizer_files(tokenizer_dir):
+        if src.is_file() and not (checkpoint / src.name).exists():
+            shutil.copy2(src, checkpoint / src.name)
+            copied.append(src.name)
     return copied
 
 
-def serve_argv(options: dict) -> list[str]:
-    """The launch command as argv, paths relative to the bundle dir."""
+def serve_argv() -> list[str]:
+    """The launch command, paths relative to the bundle dir; every option is in the YAML."""
     return [
         "trtllm-serve",
         "checkpoint",
@@ -115,25 +87,13 @@ def serve_argv(options: dict) -> list[str]:
         "pytorch",
         "--extra_llm_api_options",
         "llm_api_options.yaml",
-        "--tp_size",
-        str(options["tensor_parallel_size"]),
-        "--pp_size",
-        str(options["pipeline_parallel_size"]),
-        "--max_batch_size",
-        str(options["max_batch_size"]),
-        "--max_num_tokens",
-        str(options["max_num_tokens"]),
-        "--max_seq_len",
-        str(options["max_seq_len"]),
-        "--kv_cache_free_gpu_memory_fraction",
-        str(options["kv_cache_config"]["free_gpu_memory_fraction"]),
     ]
 
 
 def publish_bundle(
     staging: Path | str,
     checkpoint: Path | str,
-    config: dict,
+    cfg: BuildConfig,
     trtllm_version: str,
     *,
     tokenizer_dir: Path | str | None = None,
@@ -143,20 +103,17 @@ def publish_bundle(
     checkpoint: the merged model dir (linked in) or <staging>/checkpoint (already in place, e.g.
     written by the ModelOpt step). tokenizer_dir: where tokenizer files come from when the
     checkpoint lacks them (default: checkpoint itself; pass the merged model for a ModelOpt one).
-    config: the resolved config's "config" object.
+    cfg: the validated build config.
     """
     staging = Path(staging)
     checkpoint = Path(checkpoint)
     if not (checkpoint / "config.json").is_file():
-        raise BundleError(f"{checkpoint} is not a Hugging Face checkpoint (no config.json)")
-    try:
-        record = llm_api_options.load_record(trtllm_version)
-        options = llm_api_options.build_options(config)
-    except llm_api_options.OptionsError as exc:
-        raise BundleError(str(exc)) from exc
+        raise ExportError(f"{checkpoint} is not a Hugging Face checkpoint (no config.json)")
+    record = llm_api_options.load_record(trtllm_version)
+    options = llm_api_options.build_options(cfg)
     errors = llm_api_options.check_options(options, record)
     if errors:
-        raise BundleError("; ".join(errors))
+        raise ExportError("llm_api_options.yaml: " + "; ".join(errors))
 
     target = staging / "checkpoint"
     if checkpoint.resolve() == target.resolve():
@@ -172,20 +129,6 @@ def publish_bundle(
 
     options_path = staging / "llm_api_options.yaml"
     options_path.write_text(llm_api_options.render_yaml(options, record))
-    serve_path = staging / "serve.sh"
-    serve_path.write_text(
-        SERVE_SCRIPT.format(
-            line=record["record_line"],
-            world=options["tensor_parallel_size"] * options["pipeline_parallel_size"],
-            tp=options["tensor_parallel_size"],
-            pp=options["pipeline_parallel_size"],
-            mbs=options["max_batch_size"],
-            mnt=options["max_num_tokens"],
-            msl=options["max_seq_len"],
-            frac=options["kv_cache_config"]["free_gpu_memory_fraction"],
-        )
-    )
-    serve_path.chmod(0o755)
     return {
         "schema_version": SCHEMA_VERSION,
         "backend": "pytorch",
@@ -197,7 +140,6 @@ def publish_bundle(
         "options": options,
         "llm_api_record": record["record_file"],
         "llm_api_record_complete": record.get("complete", True),
-        "serve_script": "serve.sh",
-        "serve_command": serve_argv(options),
+        "serve_command": serve_argv(),
         "world_size": options["tensor_parallel_size"] * options["pipeline_parallel_size"],
     }

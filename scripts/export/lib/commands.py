@@ -3,39 +3,29 @@
 Library for plan.py:
   quant_route(mode, kv_dtype, family, trtllm_installed) -> "convert" | "quantize" | "modelopt"
   convert_step(...), quantize_step(...), modelopt_step(...), calib_step(...), build_step(...)
+  setting_problems(build, mode, kv_dtype, route, version) -> [(key, message)]
 
 Every flag emitted here exists in the recorded CLI of the version it is emitted for
 (tests/contracts/*.json; tests/python/test_plan.py parses every plan against them). A setting a
-version cannot honour raises PlanError (exit 2) naming the version.
+version cannot honour is one of setting_problems(), with its config key; the argv builders
+themselves never raise.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from family import Family, load_data, version_key
+from build_config import Build
+from family import Family, load_data
+from versions import at_least, parse
 
-LIB_DIR = Path(__file__).resolve().parent
-STEPS_DIR = LIB_DIR.parent / "steps"
+STEPS_DIR = Path(__file__).resolve().parents[1] / "steps"
 MODELOPT_SCRIPT = STEPS_DIR / "modelopt_quantize.py"
 CALIB_SCRIPT = STEPS_DIR / "calib_data.py"
 
 QUANTIZE_PY_MODES = {"fp8", "int4_awq", "w4a8_awq", "nvfp4"}
 MODELOPT_QFORMATS = {"fp8", "nvfp4", "int4_awq", "w4a8_awq"}
 SMOOTHQUANT_ALPHA = "0.5"
-
-
-class PlanError(Exception):
-    """A config the plan cannot honour; `code` is the exit code (2: bad input)."""
-
-    def __init__(self, message: str, code: int = 2, error_id: str = "plan"):
-        super().__init__(message)
-        self.code = code
-        self.id = error_id
-
-
-def at_least(version: str, minimum: str) -> bool:
-    return version_key(version) >= version_key(minimum)
 
 
 def quant_route(mode: str, kv_dtype: str, family: Family, trtllm_installed: bool) -> str:
@@ -144,17 +134,7 @@ def quantize_step(
     calib_max_seq_len: int,
 ) -> dict:
     qp = load_data()["quantize_py"]
-    qformat = qp["qformat"].get(mode, "full_prec" if mode == "none" else None)
-    if qformat is None:
-        raise PlanError(f"quantization.mode {mode} has no quantize.py qformat")
-    need = qp["qformat_min_version"].get(qformat)
-    if need and not at_least(version, need):
-        what = f"quantization.mode {mode}" if mode != "none" else f"kv_cache_dtype {kv_dtype} alone"
-        raise PlanError(
-            f"{what} needs TensorRT-LLM >= {need} (quantize.py --qformat {qformat}); "
-            f"planned for {version}",
-            error_id="version_lacks_setting",
-        )
+    qformat = quantize_qformat(mode)
     seq_flag = next(
         r["flag"] for r in qp["calib_max_seq_length_flag"] if at_least(version, r["since"])
     )
@@ -207,20 +187,6 @@ def modelopt_step(
     calib_size: int,
     calib_max_seq_len: int,
 ) -> dict:
-    if mode not in MODELOPT_QFORMATS or kv_dtype == "int8":
-        raise PlanError(
-            f"quantization.mode {mode} with kv_cache_dtype {kv_dtype} needs TensorRT-LLM's own "
-            "quantize.py or convert script, and TensorRT-LLM is not installed; without it "
-            f"ModelOpt quantizes to {', '.join(sorted(MODELOPT_QFORMATS))} (kv fp8 or auto)",
-            error_id="needs_trtllm",
-        )
-    if not calib_file:
-        raise PlanError(
-            f"ModelOpt {mode} calibrates on sample text: set quantization.calibration.dataset "
-            "to a local .jsonl or .txt file (nothing is downloaded), or plan where TensorRT-LLM "
-            "is installed (its quantize.py falls back to its default dataset)",
-            error_id="calibration_missing",
-        )
     argv = [
         python,
         str(MODELOPT_SCRIPT),
@@ -233,7 +199,7 @@ def modelopt_step(
         "--kv-cache-dtype",
         "fp8" if kv_dtype == "fp8" else "none",
         "--calib-data",
-        calib_file,
+        calib_file or "<quantization.calibration.dataset>",
         "--calib-size",
         str(calib_size),
         "--calib-max-seq-len",
@@ -280,8 +246,46 @@ def calib_step(*, python: str, dataset: str, output_dir: str, num_samples: int) 
 
 def gemm_plugin_choices(version: str) -> list[str]:
     table = load_data()["trtllm_build"]["gemm_plugin_choices"]
-    best = max((v for v in table if at_least(version, v)), key=version_key)
+    best = max((v for v in table if at_least(version, v)), key=parse)
     return table[best]
+
+
+def quantize_qformat(mode: str) -> str:
+    return load_data()["quantize_py"]["qformat"].get(mode, "full_prec")
+
+
+def setting_problems(build: Build, mode: str, kv_dtype: str, route: str, version: str) -> list:
+    """(config key, message) for each setting this TensorRT-LLM version cannot honour."""
+    out = []
+    if build.gemm_plugin not in gemm_plugin_choices(version):
+        out.append(
+            (
+                "build.gemm_plugin",
+                f"{build.gemm_plugin} is not accepted by trtllm-build "
+                f"{version} (choices: {', '.join(gemm_plugin_choices(version))})",
+            )
+        )
+    since = load_data()["trtllm_build"]["kv_cache_type_since"]
+    if build.kv_cache_type == "disabled" and not at_least(version, since):
+        out.append(
+            (
+                "build.kv_cache_type",
+                f"disabled needs trtllm-build >= {since} (--kv_cache_type); planned for {version}",
+            )
+        )
+    if route == "quantize":
+        qformat = quantize_qformat(mode)
+        need = load_data()["quantize_py"]["qformat_min_version"].get(qformat)
+        if need and not at_least(version, need):
+            key = "quantization.mode" if mode != "none" else "quantization.kv_cache_dtype"
+            out.append(
+                (
+                    key,
+                    f"{mode if mode != 'none' else kv_dtype} needs TensorRT-LLM >= "
+                    f"{need} (quantize.py --qformat {qformat}); planned for {version}",
+                )
+            )
+    return out  # fmt: skip
 
 
 def build_step(
@@ -289,49 +293,26 @@ def build_step(
     version: str,
     checkpoint: str,
     output: str,
-    build: dict,
+    build: Build,
     mode: str,
     kv_dtype: str,
     workers: int,
     timing_cache: str | None,
 ) -> dict:
-    gemm = str(build.get("gemm_plugin", "auto"))
-    if gemm not in gemm_plugin_choices(version):
-        raise PlanError(
-            f"build.gemm_plugin {gemm} is not accepted by trtllm-build {version} "
-            f"(choices: {', '.join(gemm_plugin_choices(version))})",
-            error_id="version_lacks_setting",
-        )
     argv = ["trtllm-build", "--checkpoint_dir", checkpoint, "--output_dir", output]
-    for key in (
-        "max_batch_size",
-        "max_input_len",
-        "max_seq_len",
-        "max_num_tokens",
-        "max_beam_width",
-    ):
-        if build.get(key) is not None:
-            argv += [f"--{key}", str(int(build[key]))]
-    argv += ["--gemm_plugin", gemm]
-    kv_type = str(build.get("kv_cache_type", "paged"))
-    since = load_data()["trtllm_build"]["kv_cache_type_since"]
-    if at_least(version, since):
+    for key in ("max_batch_size", "max_input_len", "max_seq_len", "max_num_tokens"):
+        argv += [f"--{key}", str(getattr(build, key))]
+    argv += ["--max_beam_width", str(build.max_beam_width), "--gemm_plugin", build.gemm_plugin]
+    kv_type = build.kv_cache_type
+    if at_least(version, load_data()["trtllm_build"]["kv_cache_type_since"]):
         argv += ["--kv_cache_type", kv_type]
-    elif kv_type == "disabled":
-        raise PlanError(
-            f"build.kv_cache_type disabled needs trtllm-build >= {since} (--kv_cache_type); "
-            f"planned for {version}",
-            error_id="version_lacks_setting",
-        )
-    else:
+    else:  # a disabled cache is refused by setting_problems before this version
         argv += ["--paged_kv_cache", "enable" if kv_type == "paged" else "disable"]
-    paged_ctx = bool(build.get("use_paged_context_fmha", False)) and kv_type == "paged"
+    paged_ctx = build.use_paged_context_fmha and kv_type == "paged"
     argv += ["--use_paged_context_fmha", "enable" if paged_ctx else "disable"]
-    fp8_ctx = (
-        bool(build.get("use_fp8_context_fmha")) and mode in ("fp8", "nvfp4") and kv_dtype == "fp8"
-    )
+    fp8_ctx = build.use_fp8_context_fmha and mode in ("fp8", "nvfp4") and kv_dtype == "fp8"
     argv += ["--use_fp8_context_fmha", "enable" if fp8_ctx else "disable"]
-    argv += ["--multiple_profiles", "enable" if build.get("multiple_profiles") else "disable"]
+    argv += ["--multiple_profiles", "enable" if build.multiple_profiles else "disable"]
     argv += ["--workers", str(workers)]
     if timing_cache:  # both, always: a stable argv (the build_id hashes it); a missing input
         # file only makes trtllm-build warn "Invalid timing cache, using freshly created one"

@@ -1,233 +1,164 @@
-"""Compatibility checks of a resolved build config against the facts of a machine.
+"""Checks of the build config against the facts of a machine: TensorRT-LLM and its stack, GPUs,
+driver, MPI, disk, host RAM and calibration data. doctor.py runs them; so does the plan.
 
-Library: `run_checks(config, facts, *, require_machine=True) -> list[dict]`, each check
-`{"id", "status": "pass|warn|fail|skip", "message", "fix"}` (docs/internals.md, "Checks").
-Tables (TensorRT-LLM -> TensorRT/torch/CUDA/ModelOpt, backend windows, GPU compute capability
-per precision) live in data/versions.json, not in code.
+Library:
+  run_checks(cfg, facts, *, require_machine=True, calibrates=None) -> list[check]
+  torch_checks(cfg, facts), import_checks(cfg, facts): for doctor --torch / --deep
+  calibration_checks(cfg, calibrates) -> list[check]
 
-require_machine=False (a dry run on a machine without TensorRT-LLM or a GPU) plans for the
-config's target: a missing GPU or TensorRT-LLM is then a warning, not a failure.
+`cfg` is the validated BuildConfig; a check is errors.check(...). Tables (dependency stacks,
+backend windows, compute capability per precision) come from versions.py.
+require_machine=False is a plan for another machine (a dry run): what this machine lacks (GPU,
+TensorRT-LLM, GPUs for the world size, MPI, disk) is then a warning, and the precision is judged
+on the config's target GPUs; the real build refuses the same problems.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
 
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.version import InvalidVersion, Version
-
-DATA = Path(__file__).resolve().parent / "data" / "versions.json"
-
-Check = dict[str, str]
+import versions
+from build_config import CALIBRATED_MODES, BuildConfig
+from errors import Check, check
 
 
-@lru_cache(maxsize=1)
-def tables() -> dict:
-    return json.loads(DATA.read_text(encoding="utf-8"))
-
-
-def parse_version(text: str | None) -> Version | None:
-    if not text:
-        return None
-    try:
-        return Version(text)
-    except InvalidVersion:
-        return None
-
-
-def release_line(text: str) -> str | None:
-    """'1.2.0rc3' -> '1.2' (the key of the dependency table)."""
-    v = parse_version(text)
-    return f"{v.major}.{v.minor}" if v else None
-
-
-def stack_for(trtllm_version: str) -> dict | None:
-    """The dependency row (tensorrt, torch, cuda, modelopt, transformers, python) or None."""
-    line = release_line(trtllm_version)
-    return tables()["trtllm"].get(line) if line else None
-
-
-def window_text(backend: str) -> str:
-    w = tables()["backends"][backend]
-    return f"{w['min']} .. {w['max']}" if w["max"] else f"{w['min']} and newer"
-
-
-def _inside(backend: str, v: Version) -> bool:
-    w = tables()["backends"][backend]
-    low = Version(w["min"])
-    # Pre-releases of the first version belong to the window too (1.0.0rc1 for pytorch).
-    if v < low and Version(v.base_version) < low:
-        return False
-    return not (w["max"] and v > Version(w["max"]))
-
-
-def window_problem(backend: str, version_text: str) -> str | None:
-    """None when `version_text` is inside the backend's window, else a one-line reason."""
-    w = tables()["backends"][backend]
-    v = parse_version(version_text)
-    if v is None:
-        return f"{version_text!r} is not a version"
-    if _inside(backend, v):
-        return None
-    relation, bound = (
-        ("older than", w["min"]) if v < Version(w["min"]) else ("newer than", w["max"])
-    )
-    other = "pytorch" if backend == "engine" else "engine"
-    alt = f"; or use backend: {other} ({window_text(other)})" if _inside(other, v) else ""
-    return (
-        f"TensorRT-LLM {version_text} is {relation} {bound}: the {backend} backend needs "
-        f"{window_text(backend)}{alt}"
-    )
-
-
-def spec_ok(spec: str | None, version_text: str | None) -> bool | None:
-    """True/False when both are known, None when either is unknown or unparsable."""
-    if not spec or not version_text:
-        return None
-    v = parse_version(version_text)
-    if v is None:
-        return None
-    try:
-        spec_set = SpecifierSet(spec)
-    except InvalidSpecifier:
-        return None
-    public = Version(v.public)
-    return spec_set.contains(public, prereleases=True)
-
-
-def _cc(text: str | None) -> tuple[int, int] | None:
-    try:
-        major, minor = str(text).split(".")
-        return int(major), int(minor)
-    except (ValueError, AttributeError):
-        return None
-
-
-def _check(cid: str, status: str, message: str, fix: str = "") -> Check:
-    return {"id": cid, "status": status, "message": message, "fix": fix}
-
-
-def _config_body(config: Any) -> dict:
-    if hasattr(config, "model_dump"):
-        return config.model_dump(mode="json")
-    if isinstance(config, dict) and "config" in config and "schema_version" in config:
-        return config["config"]
-    return config
-
-
-def run_checks(config: Any, facts: dict, *, require_machine: bool = True) -> list[Check]:
-    """Every check, in a stable order. `config` is the resolved document or its `config` part."""
-    cfg = _config_body(config)
+def run_checks(
+    cfg: BuildConfig, facts: dict, *, require_machine: bool = True, calibrates: bool | None = None
+) -> list[Check]:
+    """Every check, in a stable order."""
+    machine = "fail" if require_machine else "warn"
     checks: list[Check] = []
-    checks += _check_trtllm(cfg, facts, require_machine)
+    checks += _check_trtllm(cfg, facts, machine)
     checks += _check_stack(cfg, facts)
-    checks += _check_gpus(cfg, facts, require_machine)
+    checks += _check_gpus(cfg, facts, machine)
     checks += _check_driver(cfg, facts)
-    checks += _check_host(cfg, facts)
+    checks += _check_host(cfg, facts, machine)
+    if calibrates is None:
+        calibrates = cfg.quantization.mode in CALIBRATED_MODES
+    checks += calibration_checks(cfg, calibrates)
     return checks
+
+
+def _python(facts: dict) -> str:
+    return (facts.get("python") or {}).get("executable") or "PYTHON"
+
+
+def effective_trtllm(cfg: BuildConfig, facts: dict) -> tuple[str, str]:
+    """(version, source): the installed TensorRT-LLM, else the config's target."""
+    installed = (facts.get("packages") or {}).get("tensorrt_llm")
+    if installed:
+        return installed, "installed"
+    return cfg.target.trtllm_version, "config"
 
 
 # ---------------------------------------------------------------------------------------------
 # TensorRT-LLM itself
 
 
-def effective_trtllm(cfg: dict, facts: dict) -> tuple[str, str]:
-    """(version, source): the installed TensorRT-LLM, else the config's target."""
+def _check_trtllm(cfg: BuildConfig, facts: dict, machine: str) -> list[Check]:
+    target = cfg.target.trtllm_version
     installed = (facts.get("packages") or {}).get("tensorrt_llm")
-    if installed:
-        return installed, "installed"
-    return cfg["target"]["trtllm_version"], "config"
-
-
-def _check_trtllm(cfg: dict, facts: dict, require_machine: bool) -> list[Check]:
     out = []
-    backend = cfg["backend"]
-    target = cfg["target"]["trtllm_version"]
-    installed = (facts.get("packages") or {}).get("tensorrt_llm")
     if not installed:
-        status = "fail" if require_machine else "warn"
         out.append(
-            _check(
+            check(
                 "trtllm_installed",
-                status,
-                "TensorRT-LLM is not installed for "
-                f"{(facts.get('python') or {}).get('executable') or 'PYTHON'}; "
-                f"planning for target.trtllm_version {target}",
+                machine,
+                f"TensorRT-LLM is not installed for {_python(facts)}; planning for "
+                f"target.trtllm_version {target}",
                 "run inside NVIDIA's TensorRT-LLM release container and pass its interpreter: "
                 "PYTHON=python3 make ...",
             )
         )
     else:
-        out.append(_check("trtllm_installed", "pass", f"TensorRT-LLM {installed} is installed"))
-        same_line = release_line(installed) == release_line(target)
-        if installed == target:
-            out.append(
-                _check("trtllm_target", "pass", f"installed {installed} = target.trtllm_version")
-            )
-        else:
-            out.append(
-                _check(
-                    "trtllm_target",
-                    "warn" if same_line else "fail",
-                    f"installed TensorRT-LLM {installed} differs from target.trtllm_version "
-                    f"{target}: "
-                    "an engine only loads in the TensorRT-LLM (and TensorRT) it was built with",
-                    f'set target.trtllm_version: "{installed}" if you serve with {installed}, '
-                    f"or build in the {target} container",
-                )
-            )
+        out.append(check("trtllm_installed", "pass", f"TensorRT-LLM {installed} is installed"))
+        out.append(_check_target(installed, target))
     version, source = effective_trtllm(cfg, facts)
-    problem = window_problem(backend, version)
+    problem = versions.window_problem(cfg.backend, version)
     if problem:
         out.append(
-            _check(
+            check(
                 "backend_window",
                 "fail",
                 f"{problem} ({source})",
-                f"use a TensorRT-LLM in {window_text(backend)}, or change backend",
+                f"use a TensorRT-LLM in {versions.window_text(cfg.backend)}, or change backend",
+                key="target.trtllm_version" if source == "config" else "backend",
             )
         )
     else:
         out.append(
-            _check(
+            check(
                 "backend_window",
                 "pass",
-                f"{backend} backend supports TensorRT-LLM {version} ({window_text(backend)})",
+                f"{cfg.backend} backend supports TensorRT-LLM {version} "
+                f"({versions.window_text(cfg.backend)})",
             )
         )
     if installed:
-        programs = facts.get("programs") or {}
-        need = "trtllm-build" if backend == "engine" else "trtllm-serve"
-        if programs.get(need):
-            out.append(_check("trtllm_programs", "pass", f"{need} is on PATH ({programs[need]})"))
-        else:
-            out.append(
-                _check(
-                    "trtllm_programs",
-                    "fail",
-                    f"{need} is not on PATH although tensorrt_llm {installed} is installed",
-                    "add the bin dir of "
-                    f"{(facts.get('python') or {}).get('executable') or 'PYTHON'}'s "
-                    "environment to PATH",
-                )
-            )
+        out.append(_check_programs(cfg, facts, installed))
     return out
 
 
-def _check_stack(cfg: dict, facts: dict) -> list[Check]:
+def _check_target(installed: str, target: str) -> Check:
+    if installed == target:
+        return check("trtllm_target", "pass", f"installed {installed} = target.trtllm_version")
+    return check(
+        "trtllm_target",
+        "warn" if versions.same_line(installed, target) else "fail",
+        f"installed TensorRT-LLM {installed} differs from target.trtllm_version {target}: an "
+        "engine only loads in the TensorRT-LLM (and TensorRT) it was built with",
+        f'set target.trtllm_version: "{installed}" if you serve with {installed}, or build in '
+        f"the {target} container",
+        key="target.trtllm_version",
+    )
+
+
+def _check_programs(cfg: BuildConfig, facts: dict, installed: str) -> Check:
+    """The console script the backend runs is on PATH and belongs to the installed package."""
+    programs = facts.get("programs") or {}
+    need = "trtllm-build" if cfg.backend == "engine" else "trtllm-serve"
+    if not programs.get(need):
+        return check(
+            "trtllm_programs",
+            "fail",
+            f"{need} is not on PATH although tensorrt_llm {installed} is installed",
+            f"add the bin dir of {_python(facts)}'s environment to PATH",
+        )
+    found = (facts.get("program_versions") or {}).get(need)
+    if found and found != installed:
+        return check(
+            "trtllm_programs",
+            "fail",
+            f"{need} on PATH ({programs[need]}) belongs to TensorRT-LLM {found}, the Python "
+            f"package of {_python(facts)} is {installed}",
+            f"put the bin dir of the {installed} environment first on PATH, or use "
+            f"PYTHON=<the interpreter of the {found} environment>",
+        )
+    return check("trtllm_programs", "pass", f"{need} is on PATH ({programs[need]})")
+
+
+def _stack_items(cfg: BuildConfig) -> list[tuple[str, str, bool, str]]:
+    """(package, check id, needed by this config, severity of a mismatch)."""
+    needs_modelopt = cfg.quantization.mode in CALIBRATED_MODES or (
+        cfg.quantization.kv_cache_dtype == "fp8"
+    )
+    return [
+        ("tensorrt", "tensorrt_version", cfg.backend == "engine", "fail"),
+        ("torch", "torch_version", True, "fail"),
+        ("nvidia-modelopt", "modelopt_version", needs_modelopt, "fail"),
+        ("transformers", "transformers_version", True, "warn"),
+    ]
+
+
+def _check_stack(cfg: BuildConfig, facts: dict) -> list[Check]:
     """TensorRT, torch, ModelOpt, transformers, Python against the TensorRT-LLM release line."""
-    out = []
     installed = (facts.get("packages") or {}).get("tensorrt_llm")
     if not installed:
-        return [_check("version_stack", "skip", "TensorRT-LLM not installed; stack not checked")]
-    row = stack_for(installed)
+        return [check("version_stack", "skip", "TensorRT-LLM not installed; stack not checked")]
+    row = versions.stack_for(installed)
     if row is None:
         return [
-            _check(
+            check(
                 "version_stack",
                 "warn",
                 f"no dependency table for TensorRT-LLM {installed}; versions not checked",
@@ -235,64 +166,16 @@ def _check_stack(cfg: dict, facts: dict) -> list[Check]:
             )
         ]
     pkgs = facts.get("packages") or {}
-    backend = cfg["backend"]
-    mode = cfg["quantization"]["mode"]
-    needs_modelopt = mode in {"fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4"} or (
-        cfg["quantization"]["kv_cache_dtype"] == "fp8"
-    )
-    items = [
-        ("tensorrt", "tensorrt_version", backend == "engine", "fail"),
-        ("torch", "torch_version", True, "fail"),
-        ("nvidia-modelopt", "modelopt_version", needs_modelopt, "fail"),
-        ("transformers", "transformers_version", True, "warn"),
-    ]
-    table_key = {"nvidia-modelopt": "modelopt"}
-    line = release_line(installed)
-    for pkg, cid, needed, severity in items:
-        spec = row.get(table_key.get(pkg, pkg))
-        have = pkgs.get(pkg)
-        if not have:
-            if needed:
-                out.append(
-                    _check(
-                        cid,
-                        "fail",
-                        f"{pkg} is not installed (TensorRT-LLM {line} needs {spec or 'it'})",
-                        f"use NVIDIA's TensorRT-LLM {installed} container, which ships {pkg}",
-                    )
-                )
-            else:
-                out.append(
-                    _check(cid, "skip", f"{pkg} not installed and not needed for this config")
-                )
-            continue
-        ok = spec_ok(spec, have)
-        if ok is None:
-            out.append(
-                _check(cid, "pass", f"{pkg} {have} (no pin recorded for TensorRT-LLM {line})")
-            )
-        elif ok:
-            out.append(_check(cid, "pass", f"{pkg} {have} matches {spec} for TensorRT-LLM {line}"))
-        else:
-            status = severity
-            ngc = "+" in have and ".nv" in have.split("+", 1)[1]
-            if pkg == "torch" and ngc:
-                status = "warn"  # NVIDIA's container builds torch itself; trust the container
-            out.append(
-                _check(
-                    cid,
-                    status,
-                    f"{pkg} {have} does not match {spec} that TensorRT-LLM {line} was built "
-                    "against",
-                    f"pip install '{pkg}{spec}' in this environment, or use the TensorRT-LLM "
-                    f"{installed} container",
-                )
-            )
+    line = versions.release_line(installed)
+    out = []
+    for pkg, cid, needed, severity in _stack_items(cfg):
+        spec = row.get("modelopt" if pkg == "nvidia-modelopt" else pkg)
+        out.append(_stack_check(pkg, cid, needed, severity, spec, pkgs.get(pkg), installed, line))
     py = (facts.get("python") or {}).get("version") or ""
     py_mm = ".".join(py.split(".")[:2])
     if py_mm and row.get("python") and py_mm not in row["python"]:
         out.append(
-            _check(
+            check(
                 "python_version",
                 "warn",
                 f"Python {py} is not among the builds of TensorRT-LLM {line} "
@@ -301,28 +184,52 @@ def _check_stack(cfg: dict, facts: dict) -> list[Check]:
             )
         )
     elif py_mm:
-        out.append(_check("python_version", "pass", f"Python {py}"))
+        out.append(check("python_version", "pass", f"Python {py}"))
     return out
+
+
+def _stack_check(pkg, cid, needed, severity, spec, have, installed, line) -> Check:
+    if not have:
+        if not needed:
+            return check(cid, "skip", f"{pkg} not installed and not needed for this config")
+        return check(
+            cid,
+            "fail",
+            f"{pkg} is not installed (TensorRT-LLM {line} needs {spec or 'it'})",
+            f"use NVIDIA's TensorRT-LLM {installed} container, which ships {pkg}",
+        )
+    ok = versions.spec_ok(spec, have)
+    if ok is None:
+        return check(cid, "pass", f"{pkg} {have} (no pin recorded for TensorRT-LLM {line})")
+    if ok:
+        return check(cid, "pass", f"{pkg} {have} matches {spec} for TensorRT-LLM {line}")
+    ngc = "+" in have and ".nv" in have.split("+", 1)[1]
+    status = "warn" if pkg == "torch" and ngc else severity  # NVIDIA builds its own torch
+    return check(
+        cid,
+        status,
+        f"{pkg} {have} does not match {spec} that TensorRT-LLM {line} was built against",
+        f"pip install '{pkg}{spec}' in this environment, or use the TensorRT-LLM {installed} "
+        "container",
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # GPUs
 
 
-def _precision_needs(cfg: dict) -> list[tuple[str, str]]:
-    """(what, minimum compute capability) for the config's precisions."""
-    table = tables()["precision_min_cc"]
-    needs = []
-    mode = cfg["quantization"]["mode"]
-    if cfg["dtype"] == "bfloat16":
-        needs.append(("dtype bfloat16", table["bfloat16"]))
-    if mode in table:
-        needs.append((f"quantization.mode {mode}", table[mode]))
-    if cfg["quantization"]["kv_cache_dtype"] == "fp8":
-        needs.append(("quantization.kv_cache_dtype fp8", table["fp8"]))
-    if cfg["build"]["use_fp8_context_fmha"]:
-        needs.append(("build.use_fp8_context_fmha", table["fp8"]))
-    return needs
+def precision_needs(cfg: BuildConfig) -> list[tuple[str, str, str]]:
+    """(config key, what, minimum compute capability) for the config's precisions."""
+    q = cfg.quantization
+    wanted = [
+        ("dtype", "dtype bfloat16", "bfloat16" if cfg.dtype == "bfloat16" else None),
+        ("quantization.mode", f"quantization.mode {q.mode}", q.mode),
+        ("quantization.kv_cache_dtype", "quantization.kv_cache_dtype fp8",
+         "fp8" if q.kv_cache_dtype == "fp8" else None),
+        ("build.use_fp8_context_fmha", "build.use_fp8_context_fmha",
+         "fp8" if cfg.build.use_fp8_context_fmha else None),
+    ]  # fmt: skip
+    return [(key, what, versions.min_cc(p)) for key, what, p in wanted if p and versions.min_cc(p)]
 
 
 def _best_precision_for(cc: tuple[int, int]) -> str:
@@ -332,35 +239,29 @@ def _best_precision_for(cc: tuple[int, int]) -> str:
         return "quantization.mode: fp8"
     if cc >= (8, 0):
         return "dtype: bfloat16 with quantization.mode none, int8_weight_only or int4_awq"
-    return "dtype: float16 with quantization.mode none, int8_weight_only or int4_awq"
+    return "dtype: float16 with quantization.mode none, int8_weight_only or int4_weight_only"
 
 
-def _check_gpus(cfg: dict, facts: dict, require_machine: bool) -> list[Check]:
-    out = []
+def _check_gpus(cfg: BuildConfig, facts: dict, machine: str) -> list[Check]:
     gpu = facts.get("gpu") or {}
     devices = gpu.get("devices") or []
-    targets = cfg["target"]["gpus"]
-    world = cfg["parallel"]["tp_size"] * cfg["parallel"]["pp_size"]
+    targets = cfg.target.gpus
     if gpu.get("status") != "ok" or not devices:
-        status = "fail" if require_machine else "warn"
-        detail = gpu.get("detail") or "no GPU detected"
         fix = (
             "load the NVIDIA driver (nvidia-smi must work), or plan only with --dry-run"
             if gpu.get("status") == "error"
             else "run on a machine with an NVIDIA GPU, or plan only with --dry-run"
         )
-        out.append(
-            _check("gpu_present", status, f"{detail}; planning for {targets[0]['name']}", fix)
-        )
-        # Precision against the target GPUs: the config must at least be consistent.
-        for t in targets:
-            out += _precision(cfg, facts, t["name"], t["compute_capability"], "target")
+        detail = gpu.get("detail") or "no GPU detected"
+        out = [check("gpu_present", machine, f"{detail}; planning for {targets[0].name}", fix)]
+        for t in targets:  # the config must at least be consistent with its own targets
+            out += precision_checks(cfg, facts, t.name, t.compute_capability, "target")
         return out
     names = sorted({d["name"] for d in devices})
-    out.append(_check("gpu_present", "pass", f"{len(devices)} x {', '.join(names)}"))
+    out = [check("gpu_present", "pass", f"{len(devices)} x {', '.join(names)}")]
     if len(names) > 1:
         out.append(
-            _check(
+            check(
                 "gpu_uniform",
                 "warn",
                 f"mixed GPU models ({', '.join(names)}): an engine runs only on the model it was "
@@ -368,77 +269,80 @@ def _check_gpus(cfg: dict, facts: dict, require_machine: bool) -> list[Check]:
                 "set CUDA_VISIBLE_DEVICES to GPUs of one model",
             )
         )
-    if len(devices) < world:
-        out.append(
-            _check(
-                "gpu_count",
-                "fail",
-                f"tp_size * pp_size = {world} needs {world} GPUs, this machine has {len(devices)}",
-                f"lower parallel.tp_size/pp_size to fit {len(devices)} GPU(s), or use a bigger "
-                "machine",
-            )
-        )
-    else:
-        out.append(_check("gpu_count", "pass", f"{world} rank(s) on {len(devices)} GPU(s)"))
-    mig = [d for d in devices if str(d.get("mig_mode", "")).lower() == "enabled"]
-    if mig:
-        status = "fail" if world > 1 else "warn"
-        out.append(
-            _check(
-                "gpu_mig",
-                status,
-                f"MIG is enabled on GPU {', '.join(str(d['index']) for d in mig)}: a MIG slice "
-                "has a "
-                "fraction of the memory shown"
-                + (
-                    "; tensor/pipeline parallelism across MIG instances is not supported"
-                    if world > 1
-                    else ""
-                ),
-                "disable MIG (nvidia-smi -mig 0, as root) or build with tp_size 1, pp_size 1 for "
-                "one slice",
-            )
-        )
+    out.append(_check_gpu_count(cfg, devices, machine))
+    out += _check_mig(cfg, devices, machine)
     first = devices[0]
-    out += _precision(cfg, facts, first["name"], first["compute_capability"], "detected")
-    out += _check_target_vs_detected(cfg, first)
-    low_free = [
-        d
-        for d in devices[: max(world, 1)]
-        if d.get("memory_total_mib")
-        and d.get("memory_free_mib") is not None
-        and d["memory_free_mib"] < 0.9 * d["memory_total_mib"]
-    ]
-    if low_free:
-        d = low_free[0]
-        used = d["memory_total_mib"] - d["memory_free_mib"]
-        out.append(
-            _check(
-                "gpu_memory_free",
-                "warn",
-                f"GPU {d['index']} has {used} MiB of {d['memory_total_mib']} MiB in use by other "
-                "processes",
-                "stop them before building, or lower runtime.kv_cache_free_gpu_memory_fraction",
-            )
-        )
+    out += precision_checks(cfg, facts, first["name"], first["compute_capability"], "detected")
+    out.append(_check_target_vs_detected(cfg, first))
+    out += _check_busy(cfg, devices)
     return out
 
 
-def _precision(cfg: dict, facts: dict, name: str, cc_text: str, source: str) -> list[Check]:
-    cc = _cc(cc_text)
+def _world(cfg: BuildConfig) -> int:
+    return cfg.parallel.tp_size * cfg.parallel.pp_size
+
+
+def _check_gpu_count(cfg: BuildConfig, devices: list[dict], machine: str) -> Check:
+    world = _world(cfg)
+    if len(devices) >= world:
+        return check("gpu_count", "pass", f"{world} rank(s) on {len(devices)} GPU(s)")
+    return check(
+        "gpu_count",
+        machine,
+        f"tp_size * pp_size = {world} needs {world} GPUs, this machine has {len(devices)}",
+        f"lower parallel.tp_size/pp_size to fit {len(devices)} GPU(s), or use a bigger machine",
+        key="parallel.tp_size",
+    )
+
+
+def _check_mig(cfg: BuildConfig, devices: list[dict], machine: str) -> list[Check]:
+    mig = [d for d in devices if str(d.get("mig_mode", "")).lower() == "enabled"]
+    if not mig:
+        return []
+    world = _world(cfg)
+    across = "; tensor/pipeline parallelism across MIG instances is not supported"
+    return [
+        check(
+            "gpu_mig",
+            machine if world > 1 else "warn",
+            f"MIG is enabled on GPU {', '.join(str(d['index']) for d in mig)}: a MIG slice has "
+            "a fraction of the memory shown" + (across if world > 1 else ""),
+            "disable MIG (nvidia-smi -mig 0, as root) or build with tp_size 1, pp_size 1 for "
+            "one slice",
+        )
+    ]
+
+
+def _check_busy(cfg: BuildConfig, devices: list[dict]) -> list[Check]:
+    for d in devices[: max(_world(cfg), 1)]:
+        total, free = d.get("memory_total_mib"), d.get("memory_free_mib")
+        if total and free is not None and free < 0.9 * total:
+            return [
+                check(
+                    "gpu_memory_free",
+                    "warn",
+                    f"GPU {d['index']} has {total - free} MiB of {total} MiB in use by other "
+                    "processes",
+                    "stop them before building, or lower runtime.kv_cache_free_gpu_memory_fraction",
+                )
+            ]
+    return []
+
+
+def precision_checks(cfg: BuildConfig, facts: dict, name: str, cc_text, source: str) -> list:
+    """The GPU's compute capability against TensorRT-LLM's floor and the config's precisions."""
+    cc = versions.cc_tuple(cc_text)
     if cc is None:
-        return [_check("gpu_precision", "skip", f"compute capability of {name} unknown")]
+        return [check("gpu_precision", "skip", f"compute capability of {name} unknown")]
     out = []
     version, _ = effective_trtllm(cfg, facts)
-    floor = None
-    for row in tables()["trtllm_min_cc"]:
-        v = parse_version(version)
-        if v is not None and v >= Version(row["since"]):
-            floor = row
-            break
-    if floor and cc < _cc(floor["min_cc"]):
+    floor = next(
+        (r for r in versions.tables()["trtllm_min_cc"] if versions.at_least(version, r["since"])),
+        None,
+    )
+    if floor and cc < versions.cc_tuple(floor["min_cc"]):
         out.append(
-            _check(
+            check(
                 "gpu_supported",
                 "fail",
                 f"{name} (compute capability {cc_text}, {source}) is below {floor['min_cc']}: "
@@ -446,111 +350,98 @@ def _precision(cfg: dict, facts: dict, name: str, cc_text: str, source: str) -> 
                 "use a newer GPU (Turing 7.5 or later; Ampere 8.0+ recommended)",
             )
         )
-    failed = [(what, need) for what, need in _precision_needs(cfg) if cc < _cc(need)]
+    needs = precision_needs(cfg)
+    failed = [(key, what, need) for key, what, need in needs if cc < versions.cc_tuple(need)]
     if failed:
-        what, _need = failed[0]
-        listed = "; ".join(f"{w} needs {n}+" for w, n in failed)
+        listed = "; ".join(f"{what} needs {need}+" for _, what, need in failed)
         out.append(
-            _check(
+            check(
                 "gpu_precision",
                 "fail",
                 f"{name} ({source}) has compute capability {cc_text}: {listed}",
                 f"on {name} use {_best_precision_for(cc)}, or pick a profile for this GPU",
+                key=failed[0][0],
             )
         )
-    else:
-        needs = _precision_needs(cfg)
-        what = ", ".join(w for w, _ in needs) or f"dtype {cfg['dtype']}"
-        out.append(_check("gpu_precision", "pass", f"{name} ({source}, {cc_text}) runs {what}"))
-        if cfg["dtype"] == "auto" and cc < (8, 0):
-            out.append(
-                _check(
-                    "gpu_dtype_auto",
-                    "warn",
-                    f"dtype auto on {name} ({cc_text}): a bfloat16 checkpoint would need 8.0+",
-                    "set dtype: float16",
-                )
+        return out
+    what = ", ".join(w for _, w, _ in needs) or f"dtype {cfg.dtype}"
+    out.append(check("gpu_precision", "pass", f"{name} ({source}, {cc_text}) runs {what}"))
+    if cfg.dtype == "auto" and cc < (8, 0):
+        out.append(
+            check(
+                "gpu_dtype_auto",
+                "warn",
+                f"dtype auto on {name} ({cc_text}): a bfloat16 checkpoint would need 8.0+",
+                "set dtype: float16",
+                key="dtype",
             )
+        )
     return out
 
 
-def _check_target_vs_detected(cfg: dict, device: dict) -> list[Check]:
-    targets = cfg["target"]["gpus"]
+def _check_target_vs_detected(cfg: BuildConfig, device: dict) -> Check:
+    targets = cfg.target.gpus
     cc = device["compute_capability"]
-    matching = [t for t in targets if t["compute_capability"] == cc]
-    listed = ", ".join(f"{t['name']} ({t['compute_capability']})" for t in targets)
+    matching = [t for t in targets if t.compute_capability == cc]
+    short = short_gpu_name(device["name"])
+    gib = round((device.get("memory_total_mib") or 0) / 1024)
+    add = f'add {{name: {short}, compute_capability: "{cc}", memory_gib: {gib}}} to target.gpus'
     if not matching:
-        status = "fail" if cfg["backend"] == "engine" else "warn"
-        return [
-            _check(
-                "gpu_target",
-                status,
-                f"detected {device['name']} (compute capability {cc}) is not in target.gpus: "
-                f"{listed}; "
-                "an engine built here runs only on compute capability " + cc,
-                f'add {{name: {_short_name(device["name"])}, compute_capability: "{cc}", '
-                f"memory_gib: {round(device.get('memory_total_mib', 0) / 1024)}}} to target.gpus, "
-                "or pick the profile for this GPU (--profile)",
-            )
-        ]
+        listed = ", ".join(f"{t.name} ({t.compute_capability})" for t in targets)
+        return check(
+            "gpu_target",
+            "fail" if cfg.backend == "engine" else "warn",
+            f"detected {device['name']} (compute capability {cc}) is not in target.gpus: "
+            f"{listed}; an engine built here runs only on compute capability {cc}",
+            f"{add}, or pick the profile for this GPU (--profile)",
+            key="target.gpus",
+        )
     # Several GPUs share a compute capability (H100 and H200 are both 9.0): prefer the named one.
-    short = _short_name(device["name"])
-    named = [
-        t for t in matching if t["name"].replace(" ", "").lower() == short.replace(" ", "").lower()
-    ]
+    flat = short.replace(" ", "").lower()
+    named = [t for t in matching if t.name.replace(" ", "").lower() == flat]
     t = (named or matching)[0]
     total = device.get("memory_total_mib")
-    if total and abs(total / 1024 - t["memory_gib"]) > 0.1 * t["memory_gib"]:
+    if total and abs(total / 1024 - t.memory_gib) > 0.1 * t.memory_gib:
         fix = (
-            f"set memory_gib: {round(total / 1024)} for {t['name']} in target.gpus"
+            f"set memory_gib: {round(total / 1024)} for {t.name} in target.gpus"
             if named
-            else f'add {{name: {short}, compute_capability: "{cc}", '
-            f"memory_gib: {round(total / 1024)}}} to target.gpus, or pick the profile for "
-            "this GPU (--profile)"
+            else f"{add}, or pick the profile for this GPU (--profile)"
         )
-        return [
-            _check(
-                "gpu_target",
-                "warn",
-                f"detected {device['name']} has {total / 1024:.0f} GiB, target {t['name']} says "
-                f"{t['memory_gib']} GiB: limits planned for one will not fit the other",
-                fix,
-            )
-        ]
-    return [
-        _check("gpu_target", "pass", f"detected {device['name']} matches target {t['name']} ({cc})")
-    ]
+        return check(
+            "gpu_target",
+            "warn",
+            f"detected {device['name']} has {total / 1024:.0f} GiB, target {t.name} says "
+            f"{t.memory_gib:g} GiB: limits planned for one will not fit the other",
+            fix,
+            key="target.gpus",
+        )
+    return check("gpu_target", "pass", f"detected {device['name']} matches target {t.name} ({cc})")
 
 
-def _short_name(name: str) -> str:
-    for known in sorted(tables()["gpus"], key=len, reverse=True):
+def short_gpu_name(name: str) -> str:
+    for known in sorted(versions.tables()["gpus"], key=len, reverse=True):
         if known.replace(" ", "").lower() in name.replace(" ", "").lower():
             return known
     return name.replace("NVIDIA ", "")
 
 
-def _check_driver(cfg: dict, facts: dict) -> list[Check]:
+def _check_driver(cfg: BuildConfig, facts: dict) -> list[Check]:
     gpu = facts.get("gpu") or {}
     if gpu.get("status") != "ok":
         return []
     version, _ = effective_trtllm(cfg, facts)
-    row = stack_for(version)
-    need = (row or {}).get("cuda")
-    have = gpu.get("cuda_driver_version")
+    need = (versions.stack_for(version) or {}).get("cuda")
     driver = gpu.get("driver_version") or "?"
     if not need:
-        return [
-            _check(
-                "driver_cuda", "skip", f"no CUDA requirement recorded for TensorRT-LLM {version}"
-            )
-        ]
+        return [check("driver_cuda", "skip", f"no CUDA requirement recorded for {version}")]
     need_major = int(need.split(".")[0])
-    min_driver = tables()["cuda_min_driver"].get(str(need_major))
+    min_driver = versions.tables()["cuda_min_driver"].get(str(need_major))
+    have = gpu.get("cuda_driver_version")
     if not have:
-        ok = spec_ok(f">={min_driver}", driver) if min_driver else None
+        ok = versions.spec_ok(f">={min_driver}", driver) if min_driver else None
         if ok is False:
             return [
-                _check(
+                check(
                     "driver_cuda",
                     "fail",
                     f"driver {driver} is older than {min_driver}, the minimum for CUDA "
@@ -558,94 +449,83 @@ def _check_driver(cfg: dict, facts: dict) -> list[Check]:
                     f"install NVIDIA driver {min_driver} or newer",
                 )
             ]
-        return [
-            _check(
-                "driver_cuda",
-                "pass" if ok else "skip",
-                f"driver {driver} (CUDA version not reported)",
-            )
-        ]
-    have_v = parse_version(have)
-    need_v = parse_version(need)
+        status = "pass" if ok else "skip"
+        return [check("driver_cuda", status, f"driver {driver} (CUDA version not reported)")]
+    return [_driver_vs_cuda(driver, have, need, min_driver, version)]
+
+
+def _driver_vs_cuda(driver: str, have: str, need: str, min_driver, version: str) -> Check:
+    have_v, need_v = versions.parse(have), versions.parse(need)
     if have_v is None or need_v is None:
-        return [_check("driver_cuda", "skip", f"cannot compare CUDA {have} with {need}")]
+        return check("driver_cuda", "skip", f"cannot compare CUDA {have} with {need}")
+    need_major = need_v.major
+    line = versions.release_line(version)
     if have_v.major < need_major:
-        return [
-            _check(
-                "driver_cuda",
-                "fail",
-                f"driver {driver} supports CUDA {have}; TensorRT-LLM {release_line(version)} "
-                "needs CUDA "
-                f"{need_major}.x",
-                f"install NVIDIA driver {min_driver or 'for CUDA ' + str(need_major)} or newer",
-            )
-        ]
-    if have_v.major == need_major and len(need.split(".")) > 1 and have_v < need_v:
-        return [
-            _check(
-                "driver_cuda",
-                "warn",
-                f"driver {driver} supports CUDA {have}, TensorRT-LLM {release_line(version)} was "
-                "built "
-                f"with {need}: runs through CUDA minor-version compatibility, newer PTX features "
-                "may fail",
-                f"update the driver to one that supports CUDA {need}",
-            )
-        ]
-    return [
-        _check(
-            "driver_cuda", "pass", f"driver {driver} supports CUDA {have} (needs {need_major}.x)"
+        return check(
+            "driver_cuda",
+            "fail",
+            f"driver {driver} supports CUDA {have}; TensorRT-LLM {line} needs CUDA {need_major}.x",
+            f"install NVIDIA driver {min_driver or 'for CUDA ' + str(need_major)} or newer",
         )
-    ]
+    if have_v.major == need_major and "." in need and have_v < need_v:
+        return check(
+            "driver_cuda",
+            "warn",
+            f"driver {driver} supports CUDA {have}, TensorRT-LLM {line} was built with {need}: "
+            "runs through CUDA minor-version compatibility, newer PTX features may fail",
+            f"update the driver to one that supports CUDA {need}",
+        )
+    return check(
+        "driver_cuda", "pass", f"driver {driver} supports CUDA {have} (needs {need_major}.x)"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # MPI, disk, RAM, calibration data
 
 
-def _check_host(cfg: dict, facts: dict) -> list[Check]:
-    out = []
-    world = cfg["parallel"]["tp_size"] * cfg["parallel"]["pp_size"]
+def _check_mpi(cfg: BuildConfig, facts: dict, machine: str) -> Check:
+    world = _world(cfg)
     mpi = facts.get("mpi") or {}
-    if world > 1:
-        if mpi.get("status") == "ok":
-            out.append(_check("mpi", "pass", f"{mpi.get('version')} for {world} ranks"))
-        else:
-            out.append(
-                _check(
-                    "mpi",
-                    "fail",
-                    f"tp_size * pp_size = {world} needs mpirun at serve time; none on PATH",
-                    "install Open MPI (NVIDIA's TensorRT-LLM container has it)",
-                )
-            )
-    else:
-        version = mpi.get("version") if mpi.get("status") == "ok" else "absent"
-        out.append(_check("mpi", "pass", f"one rank, MPI not needed (mpirun: {version})"))
+    have = mpi.get("version") if mpi.get("status") == "ok" else None
+    if world == 1:
+        return check("mpi", "pass", f"one rank, MPI not needed (mpirun: {have or 'absent'})")
+    if cfg.backend == "pytorch":  # trtllm-serve starts its own workers; the build runs none
+        return check("mpi", "pass", f"{world} ranks: the bundle needs no mpirun to build")
+    if have:
+        return check("mpi", "pass", f"{have} for {world} ranks")
+    return check(
+        "mpi",
+        machine,
+        f"tp_size * pp_size = {world} needs mpirun to run the engine's ranks; none on PATH",
+        "install Open MPI (NVIDIA's TensorRT-LLM container has it)",
+    )
+
+
+def _check_host(cfg: BuildConfig, facts: dict, machine: str) -> list[Check]:
+    out = [_check_mpi(cfg, facts, machine)]
     disk = facts.get("disk") or {}
     free = disk.get("free_bytes")
     if free is not None:
         gib = free / 2**30
         if gib < 20:
             out.append(
-                _check(
+                check(
                     "disk",
                     "warn",
                     f"{gib:.1f} GiB free at {disk.get('path')}: a converted checkpoint plus "
-                    "engine of a "
-                    "7B model needs about 30 GiB",
+                    "engine of a 7B model needs about 30 GiB",
                     "free disk space or pass --output on a larger volume",
                 )
             )
         else:
-            out.append(_check("disk", "pass", f"{gib:.0f} GiB free at {disk.get('path')}"))
-    mem = facts.get("memory") or {}
-    avail = mem.get("available_bytes")
+            out.append(check("disk", "pass", f"{gib:.0f} GiB free at {disk.get('path')}"))
+    avail = (facts.get("memory") or {}).get("available_bytes")
     if avail is not None:
         gib = avail / 2**30
         if gib < 16:
             out.append(
-                _check(
+                check(
                     "host_memory",
                     "warn",
                     f"{gib:.1f} GiB host RAM available: conversion holds a rank's weights in RAM "
@@ -654,50 +534,53 @@ def _check_host(cfg: dict, facts: dict) -> list[Check]:
                 )
             )
         else:
-            out.append(_check("host_memory", "pass", f"{gib:.0f} GiB host RAM available"))
-    out += _check_calibration(cfg)
+            out.append(check("host_memory", "pass", f"{gib:.0f} GiB host RAM available"))
     return out
 
 
-def _check_calibration(cfg: dict) -> list[Check]:
-    q = cfg["quantization"]
-    calibrated = q["mode"] in {"fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4"}
-    dataset = q["calibration"]["dataset"]
-    if not calibrated:
+def calibration_checks(cfg: BuildConfig, calibrates: bool) -> list[Check]:
+    """Where calibration data comes from, when the build calibrates at all."""
+    if not calibrates:
         return []
+    key = "quantization.calibration.dataset"
+    dataset = cfg.quantization.calibration.dataset
     if dataset is None:
         return [
-            _check(
+            check(
                 "calibration",
                 "warn",
-                f"quantization.mode {q['mode']} calibrates on the quantizer's default dataset "
-                "(downloaded from the Hugging Face Hub; fails offline, and is not your "
-                "fine-tune's data)",
+                f"quantization.mode {cfg.quantization.mode} calibrates on the quantizer's "
+                "default dataset (downloaded from the Hugging Face Hub; fails offline, and is "
+                "not your fine-tune's data)",
                 "set quantization.calibration.dataset to a local .jsonl of your own prompts",
+                key=key,
             )
         ]
     if not os.path.isfile(dataset):
         return [
-            _check(
+            check(
                 "calibration",
                 "fail",
-                f"quantization.calibration.dataset {dataset} does not exist (relative to "
-                f"{os.getcwd()})",
+                f"{dataset} does not exist (relative to {os.getcwd()})",
                 "fix the path; relative paths are from the directory make runs in",
+                key=key,
             )
         ]
-    return [_check("calibration", "pass", f"calibration data {dataset}")]
+    return [check("calibration", "pass", f"calibration data {dataset}")]
 
 
-def torch_checks(config: Any, facts: dict) -> list[Check]:
+# ---------------------------------------------------------------------------------------------
+# doctor --torch / --deep
+
+
+def torch_checks(cfg: BuildConfig, facts: dict) -> list[Check]:
     """torch's CUDA build and GPU access (facts from probe.py --torch)."""
-    cfg = _config_body(config)
     tc = facts.get("torch_cuda") or {}
     if tc.get("status") in (None, "skipped"):
-        return [_check("torch_cuda", "skip", "torch not imported (doctor --torch checks it)")]
+        return [check("torch_cuda", "skip", "torch not imported (doctor --torch checks it)")]
     if tc.get("status") != "ok":
         return [
-            _check(
+            check(
                 "torch_cuda",
                 "fail",
                 f"import torch failed: {tc.get('detail')}",
@@ -706,11 +589,12 @@ def torch_checks(config: Any, facts: dict) -> list[Check]:
             )
         ]
     version, _ = effective_trtllm(cfg, facts)
-    need = (stack_for(version) or {}).get("cuda")
+    need = (versions.stack_for(version) or {}).get("cuda")
     have = tc.get("cuda")
+    line = versions.release_line(version)
     if have is None:
         return [
-            _check(
+            check(
                 "torch_cuda",
                 "fail",
                 f"torch {tc.get('version')} is a CPU-only build",
@@ -718,37 +602,35 @@ def torch_checks(config: Any, facts: dict) -> list[Check]:
             )
         ]
     if need and have.split(".")[0] != need.split(".")[0]:
+        major = need.split(".")[0]
         return [
-            _check(
+            check(
                 "torch_cuda",
                 "fail",
-                f"torch is built for CUDA {have}, TensorRT-LLM {release_line(version)} for CUDA "
-                f"{need.split('.')[0]}.x",
-                f"install a torch built for CUDA {need.split('.')[0]} (or use the container)",
+                f"torch is built for CUDA {have}, TensorRT-LLM {line} for CUDA {major}.x",
+                f"install a torch built for CUDA {major} (or use the container)",
             )
         ]
     if not tc.get("available"):
         return [
-            _check(
+            check(
                 "torch_cuda",
                 "fail",
                 f"torch (CUDA {have}) cannot reach a GPU",
                 "check the driver and CUDA_VISIBLE_DEVICES; in docker pass --gpus all",
             )
         ]
-    return [_check("torch_cuda", "pass", f"torch CUDA {have}, {tc.get('device_count')} GPU(s)")]
+    return [check("torch_cuda", "pass", f"torch CUDA {have}, {tc.get('device_count')} GPU(s)")]
 
 
-def import_checks(config: Any, facts: dict) -> list[Check]:
+def import_checks(cfg: BuildConfig, facts: dict) -> list[Check]:
     """Whether tensorrt_llm imports (facts from probe.py --import-trtllm)."""
     imp = facts.get("trtllm_import") or {}
     state = imp.get("status")
     if state in (None, "skipped"):
-        return [_check("trtllm_import", "skip", "not tried (doctor --deep imports tensorrt_llm)")]
+        return [check("trtllm_import", "skip", "not tried (doctor --deep imports tensorrt_llm)")]
     if state == "ok":
-        return [
-            _check("trtllm_import", "pass", f"import tensorrt_llm works ({imp.get('version')})")
-        ]
+        return [check("trtllm_import", "pass", f"import tensorrt_llm works ({imp.get('version')})")]
     detail = imp.get("detail") or "failed"
     fix = "use NVIDIA's TensorRT-LLM release container, whose torch/TensorRT match it"
     if "undefined symbol" in detail:
@@ -756,9 +638,8 @@ def import_checks(config: Any, facts: dict) -> list[Check]:
             "torch and tensorrt_llm come from different builds (undefined symbol): reinstall the "
             "torch that TensorRT-LLM pins, or use its container"
         )
-    elif "libcuda" in detail or "libnvinfer" in detail or "libcudart" in detail:
+    elif any(lib in detail for lib in ("libcuda", "libnvinfer", "libcudart")):
         fix = "a CUDA/TensorRT library is missing: install the matching CUDA and TensorRT"
-    status = (
-        "fail" if state == "error" or (facts.get("packages") or {}).get("tensorrt_llm") else "skip"
-    )
-    return [_check("trtllm_import", status, f"import tensorrt_llm: {detail}", fix)]
+    installed = (facts.get("packages") or {}).get("tensorrt_llm")
+    status = "fail" if state == "error" or installed else "skip"
+    return [check("trtllm_import", status, f"import tensorrt_llm: {detail}", fix)]

@@ -1,36 +1,34 @@
-#!/usr/bin/env python3
-"""Resource estimate of an engine build, by exact arithmetic on config.json (and the safetensors
-headers when the model dir has them): weights per GPU, KV cache per token, activations, KV capacity,
-host RAM and disk.
-
-Usage:
-  estimate.py --model-dir DIR [--tp N] [--pp N] [--dtype D] [--quant MODE] [--gpu-gib G]
-              [--max-num-tokens N] [--max-seq-len N] [--max-batch-size N]   prints JSON
+"""Resource estimate of a build, by exact arithmetic on config.json (and the safetensors headers
+when the model dir has them): weights per GPU, KV cache per token, activations, KV capacity, host
+RAM and disk.
 
 Library:
-  model_shape(model_config) -> Shape
+  model_shape(model_config) -> Shape      keys missing from config.json take the model class's
+                                          default (data/families.json, config_defaults)
   parameter_groups(shape) -> dict[str, int]     parameters by group (exact for the families here)
   read_safetensors(model_dir) -> dict | None    exact tensor bytes from the file headers
-  estimate(config, model_config, gpu, model_dir=None, facts=None) -> dict
-      config: the resolved config's "config" object (docs/internals.md); gpu: {"name",
-      "memory_total_mib", "compute_capability"}; facts: the probe facts (disk, memory) or None.
-  suggestions(config, model_config, gpu) -> list[str]   settings under which the weights fit
+  estimate(cfg, model_config, gpu, model_dir=None, facts=None) -> dict
+      cfg: the validated BuildConfig; gpu: {"name", "memory_total_mib" (or "memory_gib"),
+      "memory_free_mib" (detected GPUs), "compute_capability"}; facts: the probe facts or None.
+  suggestions(cfg, model_config, gpu) -> list[str]   settings under which the weights fit
 
 Assumptions, named in the output: embeddings are replicated on each tensor-parallel rank
 (TensorRT-LLM's default without --use_parallel_embedding) and the lm_head is split; quantized
 formats store linear-layer weights only (embeddings, lm_head, norms and biases stay in the build
-dtype); RUNTIME_RESERVE_BYTES covers the CUDA context and TensorRT/cuBLAS workspaces.
+dtype); RUNTIME_RESERVE_BYTES covers the CUDA context and TensorRT/cuBLAS workspaces. The KV
+cache is sized from the GPU's free memory where a GPU was detected (TensorRT-LLM takes its
+fraction of what is free), else from the target GPU's total memory.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
-import struct
-import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+import model_files
+from build_config import BuildConfig
+from family import load_data
 
 SCHEMA_VERSION = 1
 GIB = 1024**3
@@ -128,10 +126,12 @@ def _need(cfg: dict, what: str, *keys) -> int:
 
 
 def model_shape(cfg: dict) -> Shape:
-    """Normalise the config.json spellings of the families in data/families.json."""
+    """Normalise the config.json spellings of the families in data/families.json; a key that
+    config.json leaves out takes the model class's default, as transformers would load it."""
     if isinstance(cfg.get("text_config"), dict) and "hidden_size" not in cfg:
         cfg = {**cfg["text_config"], "architectures": cfg.get("architectures")}
     model_type = str(cfg.get("model_type") or "")
+    cfg = {**load_data()["config_defaults"].get(model_type, {}), **cfg}
     hidden = _need(cfg, "hidden size", "hidden_size", "n_embd", "d_model")
     layers = _need(cfg, "layer count", "num_hidden_layers", "n_layer", "num_layers")
     heads = _need(cfg, "attention head count", "num_attention_heads", "n_head")
@@ -301,17 +301,10 @@ def read_safetensors(model_dir: str | Path | None) -> dict | None:
     total_bytes = params = 0
     by_dtype: dict[str, int] = {}
     for path in files:
-        with path.open("rb") as fh:
-            raw = fh.read(8)
-            if len(raw) != 8:
-                raise EstimateError(f"{path.name}: not a safetensors file (short header)")
-            (length,) = struct.unpack("<Q", raw)
-            if length > 100 * MIB:
-                raise EstimateError(f"{path.name}: not a safetensors file (header of {length} B)")
-            try:
-                header = json.loads(fh.read(length))
-            except ValueError as err:
-                raise EstimateError(f"{path.name}: unreadable safetensors header") from err
+        try:
+            header = model_files.read_header(path)
+        except model_files.HeaderError as err:
+            raise EstimateError(str(err)) from None
         for name, info in header.items():
             if name == "__metadata__":
                 continue
@@ -334,23 +327,20 @@ def resolve_dtype(requested: str, checkpoint_dtype: str) -> str:
     return requested
 
 
-def _settings(config: dict) -> dict:
-    build = config.get("build", {})
-    par = config.get("parallel", {})
-    quant = config.get("quantization", {})
-    runtime = config.get("runtime", {})
+def _settings(cfg: BuildConfig) -> dict:
+    b = cfg.build
     return {
-        "tp": int(par.get("tp_size", 1)),
-        "pp": int(par.get("pp_size", 1)),
-        "dtype": config.get("dtype", "auto"),
-        "quant": quant.get("mode", "none"),
-        "kv_dtype": quant.get("kv_cache_dtype", "auto"),
-        "max_batch_size": int(build.get("max_batch_size", 1)),
-        "max_seq_len": int(build.get("max_seq_len", 2048)),
-        "max_num_tokens": int(build.get("max_num_tokens", 8192)),
-        "max_beam_width": int(build.get("max_beam_width", 1)),
-        "workers": int(build.get("workers", 1)),
-        "fraction": float(runtime.get("kv_cache_free_gpu_memory_fraction", 0.9)),
+        "tp": cfg.parallel.tp_size,
+        "pp": cfg.parallel.pp_size,
+        "dtype": cfg.dtype,
+        "quant": cfg.quantization.mode,
+        "kv_dtype": cfg.quantization.kv_cache_dtype,
+        "max_batch_size": b.max_batch_size,
+        "max_seq_len": b.max_seq_len,
+        "max_num_tokens": b.max_num_tokens,
+        "max_beam_width": b.max_beam_width,
+        "workers": b.workers,
+        "fraction": cfg.runtime.kv_cache_free_gpu_memory_fraction,
     }
 
 
@@ -423,10 +413,10 @@ def gpu_memory_bytes(gpu: dict) -> int:
 
 
 def estimate(
-    config: dict, model_config: dict, gpu: dict, model_dir=None, facts: dict | None = None
+    cfg: BuildConfig, model_config: dict, gpu: dict, model_dir=None, facts: dict | None = None
 ) -> dict:
     s = model_shape(model_config)
-    st = _settings(config)
+    st = _settings(cfg)
     groups = parameter_groups(s)
     dtype = resolve_dtype(st["dtype"], s.checkpoint_dtype)
     dtype_bytes = DTYPE_BYTES[dtype]
@@ -436,7 +426,10 @@ def estimate(
     kv = _kv_per_token(s, st, dtype_bytes)
     act = _activations(s, st, dtype_bytes)
     mem = gpu_memory_bytes(gpu)
-    free = mem - weights["per_gpu"] - act["bytes"]
+    # A detected GPU: TensorRT-LLM sizes the KV cache from what is free once it has loaded.
+    basis = "free" if gpu.get("memory_free_mib") is not None else "total"
+    usable = int(gpu["memory_free_mib"]) * MIB if basis == "free" else mem
+    free = usable - weights["per_gpu"] - act["bytes"]
     kv_pool = int(max(0, free) * st["fraction"])
     kv_tokens = kv_pool // kv["bytes"] if kv["bytes"] else 0
     sequences = kv_tokens // st["max_seq_len"] if st["max_seq_len"] else 0
@@ -468,6 +461,7 @@ def estimate(
         "activation_bytes_per_gpu": act["bytes"],
         "activation_formula": act["formula"],
         "free_after_weights_and_activations_bytes": free,
+        "kv_cache_memory_basis": basis,
         "kv_cache_free_gpu_memory_fraction": st["fraction"],
         "kv_cache_capacity_tokens": kv_tokens,
         "kv_cache_capacity_sequences": sequences,
@@ -492,73 +486,28 @@ def _heads_ok(s: Shape, tp: int) -> bool:
     return s.kv_heads % tp == 0 or tp % s.kv_heads == 0
 
 
-def suggestions(config: dict, model_config: dict, gpu: dict, fp8_ok: bool = True) -> list[str]:
+def _with(cfg: BuildConfig, section: str, **changes) -> BuildConfig:
+    part = getattr(cfg, section).model_copy(update=changes)
+    return cfg.model_copy(update={section: part})
+
+
+def suggestions(cfg: BuildConfig, model_config: dict, gpu: dict, fp8_ok: bool = True) -> list[str]:
     """Settings (config keys) under which weights + activations fit this GPU, cheapest first."""
     s = model_shape(model_config)
-    st = _settings(config)
+    tp0, pp = cfg.parallel.tp_size, cfg.parallel.pp_size
     out = []
 
-    def fits(cfg: dict) -> bool:
-        return estimate(cfg, model_config, gpu)["weights_fit"]
+    def fits(candidate: BuildConfig) -> bool:
+        return estimate(candidate, model_config, gpu)["weights_fit"]
 
     for tp in (2, 4, 8):
-        if tp > st["tp"] and _heads_ok(s, tp) and tp * st["pp"] <= 8:
-            cfg = json.loads(json.dumps(config))
-            cfg.setdefault("parallel", {})["tp_size"] = tp
-            if fits(cfg):
-                out.append(f"parallel.tp_size: {tp}")
-                break
+        if tp <= tp0 or not _heads_ok(s, tp) or tp * pp > 8:
+            continue
+        if fits(_with(cfg, "parallel", tp_size=tp)):
+            out.append(f"parallel.tp_size: {tp}")
+            break
     modes = (["fp8"] if fp8_ok else []) + ["int8_weight_only", "int4_awq", "int4_weight_only"]
     for mode in modes:
-        if mode == st["quant"]:
-            continue
-        cfg = json.loads(json.dumps(config))
-        cfg.setdefault("quantization", {})["mode"] = mode
-        if fits(cfg):
+        if mode != cfg.quantization.mode and fits(_with(cfg, "quantization", mode=mode)):
             out.append(f"quantization.mode: {mode}")
     return out
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="estimate.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--tp", type=int, default=1)
-    parser.add_argument("--pp", type=int, default=1)
-    parser.add_argument("--dtype", default="auto")
-    parser.add_argument("--quant", default="none", choices=["none", *QUANT_LINEAR_BYTES])
-    parser.add_argument("--kv-cache-dtype", default="auto", choices=["auto", "fp8", "int8"])
-    parser.add_argument("--gpu-gib", type=float, default=80.0)
-    parser.add_argument("--max-num-tokens", type=int, default=8192)
-    parser.add_argument("--max-seq-len", type=int, default=4096)
-    parser.add_argument("--max-batch-size", type=int, default=64)
-    args = parser.parse_args(argv)
-    config = {
-        "dtype": args.dtype,
-        "parallel": {"tp_size": args.tp, "pp_size": args.pp},
-        "quantization": {"mode": args.quant, "kv_cache_dtype": args.kv_cache_dtype},
-        "build": {
-            "max_num_tokens": args.max_num_tokens,
-            "max_seq_len": args.max_seq_len,
-            "max_batch_size": args.max_batch_size,
-        },
-    }
-    try:
-        model_config = json.loads((Path(args.model_dir) / "config.json").read_text("utf-8"))
-        result = estimate(
-            config,
-            model_config,
-            {"name": "gpu", "memory_gib": args.gpu_gib},
-            model_dir=args.model_dir,
-        )
-    except (OSError, ValueError) as err:
-        print(f"estimate.py: {args.model_dir}: {err}", file=sys.stderr)
-        return 2
-    except EstimateError as err:
-        print(f"estimate.py: {err}", file=sys.stderr)
-        return err.code
-    print(json.dumps(result, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,13 +1,9 @@
-#!/usr/bin/env python3
 """Model family detection: Hugging Face config.json -> TensorRT-LLM convert script and dialect.
 
-Usage:
-  family.py --model-dir DIR --trtllm-version V     prints the family as JSON
-
 Library:
-  detect(model_config: dict, trtllm_version: str) -> Family   (raises FamilyError, code 2)
+  detect(model_config: dict, trtllm_version: str) -> Family   (raises ExportError, code 2)
   inspect_dir(path) -> "hf" | "trtllm_checkpoint" | "trtllm_engine" | "missing" | "unknown"
-  require_hf_dir(path) -> dict  (the config.json; FamilyError naming what the dir is otherwise)
+  require_hf_dir(path) -> dict  (the config.json; ExportError naming what the dir is otherwise)
   require_trtllm_checkpoint(path) -> dict
   supported(trtllm_version) -> list[str]  (the Hugging Face architectures that version converts)
 
@@ -16,25 +12,16 @@ Data: data/families.json (facts from TensorRT-LLM's sources, per family and vers
 
 from __future__ import annotations
 
-import argparse
+import difflib
 import json
-import re
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from errors import ExportError
+from versions import at_least
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
-SCHEMA_VERSION = 1
 ENGINE_MIN = "0.12.0"
-
-
-class FamilyError(Exception):
-    """Unsupported model, version or input dir; `code` is the exit code (2: bad input)."""
-
-    def __init__(self, message: str, code: int = 2, error_id: str = "unsupported_family"):
-        super().__init__(message)
-        self.code = code
-        self.id = error_id
 
 
 @dataclass
@@ -58,20 +45,6 @@ class Family:
         return asdict(self)
 
 
-def version_key(version: str) -> tuple[int, ...]:
-    """'1.2.0rc1' -> (1, 2, 0, -1); pre-releases sort before the release."""
-    text = str(version).strip().lstrip("v")
-    match = re.match(r"(\d+(?:\.\d+)*)(.*)", text)
-    if not match:
-        raise FamilyError(f"not a TensorRT-LLM version: {version!r}", error_id="bad_version")
-    parts = [int(p) for p in match.group(1).split(".")]
-    parts += [0] * (3 - len(parts))
-    rest = match.group(2)
-    pre = re.match(r"\.?(rc|a|b|dev)(\d*)", rest)
-    parts.append(-1000 + int(pre.group(2) or 0) if pre else 0)
-    return tuple(parts)
-
-
 _DATA: dict | None = None
 
 
@@ -84,14 +57,14 @@ def load_data() -> dict:
 
 def script_path(family: dict, trtllm_version: str) -> str:
     data = load_data()
-    new = version_key(trtllm_version) >= version_key(data["examples_move_version"])
+    new = at_least(trtllm_version, data["examples_move_version"])
     return f"{family['script']['new' if new else 'old']}/convert_checkpoint.py"
 
 
 def _min_version(name: str, family: dict, architecture: str) -> tuple[str, str]:
     arch_min = load_data()["architecture_min_version"].get(architecture)
     fam_min = family.get("min_version", ENGINE_MIN)
-    if arch_min and version_key(arch_min["version"]) > version_key(fam_min):
+    if arch_min and not at_least(fam_min, arch_min["version"]):
         return arch_min["version"], arch_min["why"]
     return fam_min, f"{name} convert script first ships in {fam_min}"
 
@@ -101,12 +74,12 @@ def supported(trtllm_version: str) -> list[str]:
     out = []
     for name, fam in load_data()["families"].items():
         for arch in fam["architectures"]:
-            if version_key(_min_version(name, fam, arch)[0]) <= version_key(trtllm_version):
+            if at_least(trtllm_version, _min_version(name, fam, arch)[0]):
                 out.append(arch)
     return sorted(out)
 
 
-def _lookup(model_config: dict) -> tuple[str, dict, str]:
+def _lookup(model_config: dict) -> tuple[str, dict, str] | None:
     archs = model_config.get("architectures") or []
     model_type = str(model_config.get("model_type") or "")
     families = load_data()["families"]
@@ -117,15 +90,14 @@ def _lookup(model_config: dict) -> tuple[str, dict, str]:
     for name, fam in families.items():
         if model_type and model_type in fam["model_types"]:
             return name, fam, archs[0] if archs else fam["architectures"][0]
-    shown = archs[0] if archs else f"model_type {model_type or '?'}"
-    raise FamilyError(f"unsupported architecture {shown}")
+    return None
 
 
 def _gpt_variant(model_config: dict, fam: dict) -> list[str]:
     model_type = model_config.get("model_type")
     variant = fam["variants_by_model_type"].get(model_type)
     if variant is None:
-        raise FamilyError(f"gpt family: no --gpt_variant for model_type {model_type!r}")
+        raise ExportError(f"gpt family: no --gpt_variant for model_type {model_type!r}")
     return ["--gpt_variant", variant]
 
 
@@ -145,30 +117,46 @@ def _baichuan_version(model_config: dict) -> list[str]:
     hidden = int(model_config.get("hidden_size") or 0)
     size = {4096: "7b", 5120: "13b"}.get(hidden)
     if size is None:
-        raise FamilyError(f"baichuan: hidden_size {hidden} is neither 7B (4096) nor 13B (5120)")
+        raise ExportError(f"baichuan: hidden_size {hidden} is neither 7B (4096) nor 13B (5120)")
     return ["--model_version", f"{gen}_{size}"]
+
+
+def unsupported(model_config: dict, trtllm_version: str) -> ExportError:
+    """The error for an architecture the engine path does not convert, naming the nearest
+    supported ones (not all of them)."""
+    archs = model_config.get("architectures") or []
+    shown = archs[0] if archs else f"model_type {model_config.get('model_type') or '?'}"
+    known = supported(trtllm_version)
+    near = difflib.get_close_matches(str(archs[0]) if archs else "", known, n=3, cutoff=0.5)
+    hint = f"nearest supported: {', '.join(near)}" if near else f"{len(known)} architectures"
+    return ExportError(
+        f"{shown} is not converted by the TensorRT engine path of TensorRT-LLM {trtllm_version} "
+        f"({hint})",
+        id="unsupported_family",
+        key="backend",
+        fix="backend: pytorch serves any architecture transformers loads (TensorRT-LLM 1.0+)",
+    )
 
 
 def detect(model_config: dict, trtllm_version: str) -> Family:
     """The family of a Hugging Face config.json for the engine path of this TensorRT-LLM version."""
     if "architecture" in model_config and "mapping" in model_config:
-        raise FamilyError(
+        raise ExportError(
             "this is a TensorRT-LLM checkpoint config (architecture + mapping), not a Hugging Face "
             "config.json: pass the merged Hugging Face model dir",
-            error_id="wrong_input_dir",
+            id="wrong_input_dir",
         )
-    try:
-        name, fam, arch = _lookup(model_config)
-    except FamilyError as err:
-        raise FamilyError(
-            f"{err} is not supported by the TensorRT engine path of TensorRT-LLM {trtllm_version}; "
-            f"supported: {', '.join(supported(trtllm_version))}"
-        ) from None
+    found = _lookup(model_config)
+    if found is None:
+        raise unsupported(model_config, trtllm_version)
+    name, fam, arch = found
     min_version, why = _min_version(name, fam, arch)
-    if version_key(trtllm_version) < version_key(min_version):
-        raise FamilyError(
-            f"{arch} needs TensorRT-LLM >= {min_version} ({why}); planned for {trtllm_version}. "
-            f"Supported at {trtllm_version}: {', '.join(supported(trtllm_version))}"
+    if not at_least(trtllm_version, min_version):
+        raise ExportError(
+            f"{arch} needs TensorRT-LLM >= {min_version} ({why}); planned for {trtllm_version}",
+            id="unsupported_family",
+            key="target.trtllm_version",
+            fix=f"target.trtllm_version {min_version} or newer, or backend: pytorch",
         )
     notes: list[str] = []
     variant: list[str] = []
@@ -235,9 +223,9 @@ _KIND_WORDS = {
 def require_hf_dir(path: str | Path) -> dict:
     kind = inspect_dir(path)
     if kind != "hf":
-        raise FamilyError(
+        raise ExportError(
             f"{path}: {_KIND_WORDS[kind]}, where a Hugging Face model dir is expected",
-            error_id="wrong_input_dir",
+            id="wrong_input_dir",
         )
     return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
 
@@ -245,26 +233,8 @@ def require_hf_dir(path: str | Path) -> dict:
 def require_trtllm_checkpoint(path: str | Path) -> dict:
     kind = inspect_dir(path)
     if kind != "trtllm_checkpoint":
-        raise FamilyError(
+        raise ExportError(
             f"{path}: {_KIND_WORDS[kind]}, where a TensorRT-LLM checkpoint is expected",
-            error_id="wrong_input_dir",
+            id="wrong_input_dir",
         )
     return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="family.py", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model-dir", required=True)
-    parser.add_argument("--trtllm-version", required=True)
-    args = parser.parse_args(argv)
-    try:
-        fam = detect(require_hf_dir(args.model_dir), args.trtllm_version)
-    except FamilyError as err:
-        print(f"family.py: {err}", file=sys.stderr)
-        return err.code
-    print(json.dumps({"schema_version": SCHEMA_VERSION, **fam.to_dict()}, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,21 +1,19 @@
-"""The build's identity (build_id) and its manifest (build.json), for build_tensorrt_llm.sh.
+"""The build's identity (build_id) and the model fingerprint it is made of.
 
-Usage:
-  manifest.py inputs --config-json F --facts-json F --plan-json F --model-dir D
-                     --staging D --cache-dir D --out F      # prints the build_id
-  manifest.py status --output DIR --build-id ID   # prints absent|same|different|incomplete
-  manifest.py get --file build.json --key KEY[.KEY...]      # prints one value
-  manifest.py fingerprint --model-dir D                     # prints the model fingerprint JSON
-  manifest.py steps --plan F                                # prints the plan's step names
+Library:
+  model_fingerprint(model_dir) -> dict
+  build_inputs(config_hash, facts, plan, model_dir, staging, cache_dir) -> dict   build_id & co
+  output_status(output, build_id) -> (absent|incomplete|same|damaged|different, details)
+  load_json(path, what) / write_json_atomic(path, doc)
 
 build_id = sha256 over a canonical JSON of what decides the artifact's bytes and where it runs:
   - the model fingerprint (below): what the weights, tokenizer and config are;
-  - the resolved config's hash (config_hash from build_config.py) and the backend;
+  - the resolved config's hash and the backend;
   - the TensorRT-LLM and TensorRT versions the plan targets, the target GPU's name and compute
     capability, and the world size (engines are tied to all of these);
-  - the planned commands, with the staging, model, cache and examples dirs and the interpreter
-    replaced by placeholders (a toolkit change that changes a flag changes the id; a new pid, a
-    moved repo or another examples dir does not).
+  - the planned commands, with the staging, model, cache and examples dirs, the interpreter and
+    the toolkit's own location replaced by placeholders (a toolkit change that changes a flag
+    changes the id; a new pid, a moved checkout or another examples dir does not).
 Paths, times, hostnames, driver and torch versions are deliberately left out.
 
 The model fingerprint is cheap by design (about a second for a 16 GB model) and exact where it
@@ -29,30 +27,23 @@ escape hatch when weights were edited in a way no sample sees.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
 import re
-import struct
-import sys
 from pathlib import Path
 from typing import Any
+
+import artifact_files
+import model_files
+from errors import ExportError
 
 SCHEMA_VERSION = 1
 SMALL_FILE_BYTES = 4 * 1024 * 1024
 SAMPLE_WINDOWS = 9
 SAMPLE_BYTES = 64 * 1024
-MAX_SAFETENSORS_HEADER = 100 * 1024 * 1024
+TOOLKIT_DIR = Path(__file__).resolve().parents[2]  # scripts/
 IGNORED_NAMES = {".DS_Store"}
-
-
-class ManifestError(Exception):
-    """A domain error: main() prints it as one line and exits with its code."""
-
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
 
 
 # --------------------------------------------------------------------------- fingerprint
@@ -66,21 +57,11 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def _safetensors_header(fh, size: int) -> bytes | None:
-    if size < 8:
-        return None
-    fh.seek(0)
-    (n,) = struct.unpack("<Q", fh.read(8))
-    if n <= 0 or n > MAX_SAFETENSORS_HEADER or 8 + n > size:
-        return None
-    return fh.read(n)
-
-
 def _large_file_digest(path: Path, size: int) -> dict[str, Any]:
     h = hashlib.sha256()
     entry: dict[str, Any] = {"size": size}
     with path.open("rb") as fh:
-        header = _safetensors_header(fh, size) if path.suffix == ".safetensors" else None
+        header = model_files.header_bytes(fh, size) if path.suffix == ".safetensors" else None
         if header is not None:
             h.update(header)
             entry["safetensors_header_sha256"] = hashlib.sha256(header).hexdigest()
@@ -95,7 +76,7 @@ def _large_file_digest(path: Path, size: int) -> dict[str, Any]:
 def model_fingerprint(model_dir: Path) -> dict[str, Any]:
     """Per-file digests of a model dir and their combined sha256 (see the module docstring)."""
     if not model_dir.is_dir():
-        raise ManifestError(f"model dir not found: {model_dir}")
+        raise ExportError(f"model dir not found: {model_dir}")
     files: dict[str, Any] = {}
     for path in sorted(model_dir.rglob("*")):
         if not path.is_file() or path.name in IGNORED_NAMES:
@@ -109,7 +90,7 @@ def model_fingerprint(model_dir: Path) -> dict[str, Any]:
         else:
             files[rel] = _large_file_digest(path, size)
     if "config.json" not in files:
-        raise ManifestError(f"{model_dir} has no config.json: not a Hugging Face model dir")
+        raise ExportError(f"{model_dir} has no config.json: not a Hugging Face model dir")
     digest = hashlib.sha256(_canonical(files).encode()).hexdigest()
     return {"sha256": digest, "method": "small-files-sha256+large-files-sampled", "files": files}
 
@@ -121,18 +102,19 @@ def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"))
 
 
-def _load_json(path: Path, what: str) -> dict[str, Any]:
+def load_json(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object of this schema version; ExportError (exit 2) naming the file otherwise."""
     try:
-        doc = json.loads(path.read_text())
-    except FileNotFoundError as exc:
-        raise ManifestError(f"{what} not found: {path}") from exc
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{what} is not valid JSON: {path}: {exc}") from exc
+        doc = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExportError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ExportError(f"{what} is not readable JSON: {path}: {exc}") from None
     if not isinstance(doc, dict):
-        raise ManifestError(f"{what} is not a JSON object: {path}")
+        raise ExportError(f"{what} is not a JSON object: {path}")
     version = doc.get("schema_version")
     if version is not None and version != SCHEMA_VERSION:
-        raise ManifestError(f"{what} has schema_version {version}, expected {SCHEMA_VERSION}")
+        raise ExportError(f"{what} has schema_version {version}, expected {SCHEMA_VERSION}")
     return doc
 
 
@@ -153,157 +135,86 @@ def normalize_argv(argv: list[str], replacements: dict[str, str]) -> list[str]:
 
 
 def build_inputs(
-    config_doc: dict[str, Any],
+    config_hash: str,
     facts: dict[str, Any],
     plan: dict[str, Any],
     model_dir: Path,
     staging: Path,
-    cache_dir: Path,
+    cache_dir: Path | None,
 ) -> dict[str, Any]:
     """What build_id hashes, plus the provenance build.json records beside it."""
     fingerprint = model_fingerprint(model_dir)
-    config = config_doc.get("config", {})
-    config_hash = config_doc.get("config_hash") or (
-        "sha256:" + hashlib.sha256(_canonical(config).encode()).hexdigest()
-    )
     packages = facts.get("packages") or {}
     gpu = plan.get("gpu") or {}
     replacements = {
         str(staging): "<staging>",
         str(model_dir): "<model>",
         str(model_dir.resolve()): "<model>",
-        str(cache_dir): "<cache>",
+        str(cache_dir or ""): "<cache>",
+        str(TOOLKIT_DIR): "<toolkit>",
         os.environ.get("PYTHON", ""): "<python>",
         str((facts.get("python") or {}).get("executable") or ""): "<python>",
         str(plan.get("examples_dir") or ""): "<examples>",
     }
     commands = [
-        {"name": s.get("name"), "argv": normalize_argv(list(s.get("argv", [])), replacements)}
-        for s in plan.get("steps", [])
+        {"name": s["name"], "argv": normalize_argv(list(s["argv"]), replacements)}
+        for s in plan["steps"]
     ]
     identity = {
         "model_sha256": fingerprint["sha256"],
         "config_hash": config_hash,
-        "backend": plan.get("backend") or config.get("backend", "engine"),
-        "trtllm_version": plan.get("trtllm_version"),
+        "backend": plan["backend"],
+        "trtllm_version": plan["trtllm_version"],
         "tensorrt_version": packages.get("tensorrt"),
         "gpu_name": gpu.get("name"),
         "gpu_compute_capability": gpu.get("compute_capability"),
-        "world_size": plan.get("world_size", 1),
+        "world_size": plan["world_size"],
         "commands": commands,
     }
     build_id = "sha256:" + hashlib.sha256(_canonical(identity).encode()).hexdigest()
-    merge_info = model_dir / "merge_info.json"
-    adapter = None
-    if merge_info.is_file():
-        try:
-            adapter = json.loads(merge_info.read_text())
-        except json.JSONDecodeError:
-            adapter = {"error": "merge_info.json is not valid JSON"}
     return {
-        "schema_version": SCHEMA_VERSION,
         "build_id": build_id,
         "identity": identity,
         "model": {"dir": str(model_dir.resolve()), "fingerprint": fingerprint},
-        "adapter": adapter,
+        "adapter": _merge_info(model_dir),
     }
+
+
+def _merge_info(model_dir: Path) -> dict | None:
+    merge_info = model_dir / "merge_info.json"
+    if not merge_info.is_file():
+        return None
+    try:
+        return json.loads(merge_info.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {"error": "merge_info.json is not valid JSON"}
 
 
 # --------------------------------------------------------------------------- status / get
 
 
-def output_status(output: Path, build_id: str) -> str:
-    """absent | incomplete (a dir without a readable build.json) | same | different."""
+def output_status(output: Path, build_id: str) -> tuple[str, dict]:
+    """(status, details): absent | incomplete (a dir without a readable build.json) | same |
+    damaged (this build, with files missing or changed since it was published: details names
+    them) | different."""
     if not output.exists():
-        return "absent"
-    manifest = output / "build.json"
+        return "absent", {}
     try:
-        doc = json.loads(manifest.read_text())
-    except (FileNotFoundError, NotADirectoryError, json.JSONDecodeError):
-        return "incomplete"
-    return "same" if doc.get("build_id") == build_id else "different"
-
-
-def get_key(doc: dict[str, Any], dotted: str) -> Any:
-    cur: Any = doc
-    for part in dotted.split("."):
-        if isinstance(cur, dict) and part in cur:
-            cur = cur[part]
-        elif isinstance(cur, list) and part.isdigit() and int(part) < len(cur):
-            cur = cur[int(part)]
-        else:
-            raise ManifestError(f"no key {dotted!r}", code=1)
-    return cur
-
-
-def step_names(plan: dict[str, Any]) -> list[str]:
-    """The plan's step names in order; each must be a plain word (it names files)."""
-    names = []
-    for step in plan.get("steps") or []:
-        name = step.get("name") if isinstance(step, dict) else None
-        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").isalnum():
-            raise ManifestError(f"plan step has no usable name: {step!r}", code=1)
-        names.append(name)
-    return names
+        doc = json.loads((output / "build.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "incomplete", {}
+    if not isinstance(doc, dict) or doc.get("build_id") != build_id:
+        return "different", {}
+    files = (doc.get("artifact") or {}).get("files")
+    if not isinstance(files, dict):
+        return "damaged", {"missing": [], "changed": [], "why": "build.json lists no files"}
+    missing, changed = artifact_files.damage(output, files)
+    if missing or changed:
+        return "damaged", {"missing": missing, "changed": changed}
+    return "same", {}
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
     os.replace(tmp, path)
-
-
-# --------------------------------------------------------------------------- CLI
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="build identity and manifest")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    p_in = sub.add_parser("inputs", help="hash the inputs; print build_id")
-    for flag in ("--config-json", "--facts-json", "--plan-json", "--model-dir", "--staging"):
-        p_in.add_argument(flag, type=Path, required=True)
-    p_in.add_argument("--cache-dir", type=Path, default=Path(""))
-    p_in.add_argument("--out", type=Path, required=True)
-    p_st = sub.add_parser("status", help="compare an output dir's build.json with a build_id")
-    p_st.add_argument("--output", type=Path, required=True)
-    p_st.add_argument("--build-id", required=True)
-    p_get = sub.add_parser("get", help="print one value of a JSON file")
-    p_get.add_argument("--file", type=Path, required=True)
-    p_get.add_argument("--key", required=True)
-    p_steps = sub.add_parser("steps", help="print the plan's step names, one a line")
-    p_steps.add_argument("--plan", type=Path, required=True)
-    p_fp = sub.add_parser("fingerprint", help="print the model fingerprint")
-    p_fp.add_argument("--model-dir", type=Path, required=True)
-    args = parser.parse_args(argv)
-
-    try:
-        if args.cmd == "inputs":
-            doc = build_inputs(
-                _load_json(args.config_json, "resolved config"),
-                _load_json(args.facts_json, "facts"),
-                _load_json(args.plan_json, "plan"),
-                args.model_dir,
-                args.staging,
-                args.cache_dir,
-            )
-            write_json_atomic(args.out, doc)
-            print(doc["build_id"])
-        elif args.cmd == "status":
-            print(output_status(args.output, args.build_id))
-        elif args.cmd == "steps":
-            for name in step_names(_load_json(args.plan, "plan")):
-                print(name)
-        elif args.cmd == "get":
-            value = get_key(_load_json(args.file, "JSON file"), args.key)
-            print(value if isinstance(value, str) else json.dumps(value))
-        else:
-            json.dump(model_fingerprint(args.model_dir), sys.stdout, indent=2)
-            sys.stdout.write("\n")
-    except ManifestError as exc:
-        print(f"manifest: error: {exc}", file=sys.stderr)
-        return exc.code
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

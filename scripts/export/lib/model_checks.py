@@ -1,6 +1,6 @@
-"""Preflight checks of a plan: parallelism vs heads and layers, GPUs, sequence length, precision
-vs GPU, memory fit (with settings that would fit), calibration data, and the installed
-trtllm-build's own parser. Each check is {"id", "status", "message", "fix"} (docs/internals.md).
+"""Checks of the config against the model and the planned GPU: parallelism vs heads and layers,
+sequence length vs the model's positions, memory fit (with settings that would fit), and the
+installed trtllm-build's own parser. Each check is errors.check(...), with the config key at fault.
 
 Library for plan.py; no CLI.
 """
@@ -16,20 +16,21 @@ import os
 import sys
 
 import estimate as est
+import versions
+from build_config import BuildConfig
+from errors import Check, check
 
-PRECISION_MIN_CC = {"bfloat16": "8.0", "fp8": "8.9", "w4a8_awq": "8.9", "nvfp4": "10.0"}
 GIB = 1024**3
 
 
-def check(check_id: str, status: str, message: str, fix: str = "") -> dict:
-    return {"id": check_id, "status": status, "message": message, "fix": fix}
-
-
-def cc_ok(cc: str, need: str) -> bool:
-    try:
-        return tuple(map(int, cc.split("."))) >= tuple(map(int, need.split(".")))
-    except ValueError:
-        return True
+def gib(n: float) -> str:
+    """Bytes as GiB, with enough digits that a small model is not shown as 0.0 GiB."""
+    value = n / GIB
+    if value >= 10:
+        return f"{value:.0f} GiB"
+    if value >= 0.1:
+        return f"{value:.1f} GiB"
+    return f"{n / 1024**2:.0f} MiB"
 
 
 def valid_tp(shape: est.Shape, limit: int = 16) -> list[int]:
@@ -44,200 +45,173 @@ def tp_ok(shape: est.Shape, tp: int) -> bool:
     return shape.kv_heads % tp == 0 or tp % shape.kv_heads == 0
 
 
-def structure_checks(config: dict, shape: est.Shape, family, gpu: dict) -> list[dict]:
-    par = config.get("parallel") or {}
-    tp, pp = int(par.get("tp_size", 1)), int(par.get("pp_size", 1))
-    checks = []
+def structure_checks(
+    cfg: BuildConfig, shape: est.Shape, family, gpu: dict, machine: str
+) -> list[Check]:
+    """tp vs heads, pp vs layers, GPUs for the world size, max_seq_len vs the model."""
+    return [
+        _tp_check(cfg, shape),
+        _pp_check(cfg, shape, family),
+        _world_check(cfg, gpu, machine),
+        _seq_check(cfg, shape),
+    ]
+
+
+def _tp_check(cfg: BuildConfig, shape: est.Shape) -> Check:
+    tp = cfg.parallel.tp_size
     if tp_ok(shape, tp):
-        checks.append(
-            check(
-                "tp_heads",
-                "pass",
-                f"tp_size {tp} divides {shape.heads} heads and fits {shape.kv_heads} KV heads",
-            )
+        return check(
+            "tp_heads",
+            "pass",
+            f"tp_size {tp} divides {shape.heads} heads and fits {shape.kv_heads} KV heads",
         )
-    else:
-        checks.append(
-            check(
-                "tp_heads",
-                "fail",
-                f"tp_size {tp} does not divide num_attention_heads {shape.heads} / "
-                f"num_key_value_heads {shape.kv_heads}",
-                f"parallel.tp_size: one of {', '.join(map(str, valid_tp(shape)))}",
-            )
-        )
+    return check(
+        "tp_heads",
+        "fail",
+        f"{tp} does not divide the model's num_attention_heads {shape.heads} / "
+        f"num_key_value_heads {shape.kv_heads}",
+        f"one of {', '.join(map(str, valid_tp(shape)))}",
+        key="parallel.tp_size",
+    )
+
+
+def _pp_check(cfg: BuildConfig, shape: est.Shape, family) -> Check:
+    pp, key = cfg.parallel.pp_size, "parallel.pp_size"
     if pp > shape.layers:
-        checks.append(
-            check(
-                "pp_layers",
-                "fail",
-                f"pp_size {pp} exceeds num_hidden_layers {shape.layers}",
-                f"parallel.pp_size: at most {shape.layers}",
-            )
+        return check(
+            "pp_layers",
+            "fail",
+            f"{pp} exceeds the model's num_hidden_layers {shape.layers}",
+            f"at most {shape.layers}",
+            key=key,
         )
-    elif pp > 1 and family is not None and not family.pipeline_parallel:
-        checks.append(
-            check(
-                "pp_layers",
-                "fail",
-                f"pp_size {pp}: {family.pipeline_parallel_why}",
-                "parallel.pp_size: 1 (use tp_size instead)",
-            )
+    if pp > 1 and family is not None and not family.pipeline_parallel:
+        return check("pp_layers", "fail", family.pipeline_parallel_why, "1 (use tp_size)", key=key)
+    if shape.layers % pp:
+        return check(
+            "pp_layers",
+            "warn",
+            f"{pp} does not divide {shape.layers} layers: the stages get unequal layer counts "
+            "(older TensorRT-LLM releases split only evenly)",
+            f"a divisor of {shape.layers}",
+            key=key,
         )
-    elif shape.layers % pp:
-        checks.append(
-            check(
-                "pp_layers",
-                "warn",
-                f"pp_size {pp} does not divide {shape.layers} layers: the stages get unequal "
-                "layer counts (older TensorRT-LLM releases split only evenly)",
-                f"parallel.pp_size: a divisor of {shape.layers}",
-            )
-        )
-    else:
-        checks.append(check("pp_layers", "pass", f"pp_size {pp} divides {shape.layers} layers"))
-    world = tp * pp
+    return check("pp_layers", "pass", f"pp_size {pp} divides {shape.layers} layers")
+
+
+def _world_check(cfg: BuildConfig, gpu: dict, machine: str) -> Check:
+    world = cfg.parallel.tp_size * cfg.parallel.pp_size
     if gpu["source"] == "config":
-        checks.append(
-            check(
-                "world_size",
-                "warn",
-                f"no GPU detected: planned for the config's target GPU {gpu['name']}; "
-                f"building and serving need {world} GPU(s)",
-            )
+        return check(
+            "world_size",
+            "warn",
+            f"no GPU detected: planned for the config's target GPU {gpu['name']}; building and "
+            f"serving need {world} GPU(s)",
         )
-    elif gpu["count"] < world:
-        checks.append(
-            check(
-                "world_size",
-                "warn",
-                f"world size {world} on {gpu['count']} visible GPU(s): the ranks build "
-                f"one after another; serving needs {world} GPUs",
-                "run the build on a machine with tp_size x pp_size GPUs to build ranks in parallel",
-            )
+    if gpu["count"] < world:
+        return check(
+            "world_size",
+            "warn",
+            f"world size {world} on {gpu['count']} visible GPU(s): the ranks build one after "
+            f"another; serving needs {world} GPUs",
+            "build on a machine with tp_size x pp_size GPUs to build ranks in parallel",
         )
-    else:
-        checks.append(check("world_size", "pass", f"world size {world} <= {gpu['count']} GPUs"))
-    seq = int((config.get("build") or {}).get("max_seq_len", 0))
-    mpe = shape.max_position_embeddings
+    return check("world_size", "pass", f"world size {world} <= {gpu['count']} GPUs")
+
+
+def _seq_check(cfg: BuildConfig, shape: est.Shape) -> Check:
+    seq, mpe, key = cfg.build.max_seq_len, shape.max_position_embeddings, "build.max_seq_len"
     if mpe and seq > int(mpe):
         if shape.rope_scaling_factor:
-            checks.append(
-                check(
-                    "max_seq_len",
-                    "warn",
-                    f"max_seq_len {seq} above max_position_embeddings {mpe}: relies "
-                    f"on the model's rope scaling (factor {shape.rope_scaling_factor})",
-                )
-            )
-        else:
-            checks.append(
-                check(
-                    "max_seq_len",
-                    "fail",
-                    f"max_seq_len {seq} above the model's max_position_embeddings "
-                    f"{mpe} and the model has no rope scaling",
-                    f"build.max_seq_len: at most {mpe}",
-                )
-            )
-    elif mpe and seq < int(mpe):
-        checks.append(
-            check(
+            return check(
                 "max_seq_len",
                 "warn",
-                f"max_seq_len {seq} below the model's max_position_embeddings {mpe}: "
-                "longer requests are refused by the engine",
-                f"build.max_seq_len: up to {mpe} (costs KV-cache memory)",
+                f"{seq} above the model's max_position_embeddings {mpe}: relies on its rope "
+                f"scaling (factor {shape.rope_scaling_factor})",
+                key=key,
             )
+        return check(
+            "max_seq_len",
+            "fail",
+            f"{seq} above the model's max_position_embeddings {mpe}, and the model has no "
+            "rope scaling",
+            f"at most {mpe}",
+            key=key,
         )
-    else:
-        checks.append(check("max_seq_len", "pass", f"max_seq_len {seq}"))
-    return checks
+    if mpe and seq < int(mpe):
+        return check(
+            "max_seq_len",
+            "warn",
+            f"{seq} below the model's max_position_embeddings {mpe}: longer requests are "
+            "refused at serving time",
+            f"up to {mpe} (costs KV-cache memory)",
+            key=key,
+        )
+    return check("max_seq_len", "pass", f"max_seq_len {seq}")
 
 
-def precision_checks(config: dict, gpu: dict, dtype: str) -> list[dict]:
-    quant = config.get("quantization") or {}
-    cc = gpu.get("compute_capability") or ""
-    wanted = [
-        ("dtype", dtype),
-        ("quantization.mode", quant.get("mode", "none")),
-        ("quantization.kv_cache_dtype", quant.get("kv_cache_dtype", "auto")),
-    ]
-    out = []
-    for key, value in wanted:
-        need = PRECISION_MIN_CC.get(value)
-        if need and not cc_ok(cc, need):
-            out.append(
-                check(
-                    "gpu_precision",
-                    "fail",
-                    f"{key} {value} needs compute capability {need}+, {gpu['name']} is {cc}",
-                    f"{key}: a format this GPU runs (or another GPU)",
-                )
-            )
-    if not out:
-        out.append(check("gpu_precision", "pass", f"{gpu['name']} (SM {cc}) runs the precision"))
-    return out
-
-
-def gib(n: float) -> str:
-    return f"{n / GIB:.1f} GiB"
-
-
-def estimate_checks(config, model_config, gpu, estimate: dict, facts: dict) -> list[dict]:
-    out = []
+def estimate_checks(
+    cfg: BuildConfig, model_config: dict, gpu: dict, estimate: dict, facts: dict, machine: str
+) -> list[Check]:
     per_gpu = estimate["weights_bytes_per_gpu"] + estimate["activation_bytes_per_gpu"]
     mem = estimate["gpu"]["memory_bytes"]
     if not estimate["weights_fit"]:
-        fp8_ok = cc_ok(gpu.get("compute_capability") or "", "8.9")
-        fits = est.suggestions(config, model_config, gpu, fp8_ok=fp8_ok)
-        out.append(
+        fp8_ok = versions.cc_at_least(gpu.get("compute_capability"), "8.9")
+        fits = est.suggestions(cfg, model_config, gpu, fp8_ok=fp8_ok)
+        return [
             check(
                 "weights_fit",
                 "fail",
                 f"weights {gib(estimate['weights_bytes_per_gpu'])} + activations "
-                f"{gib(estimate['activation_bytes_per_gpu'])} per GPU exceed the "
-                f"{gib(mem)} of {gpu['name']}",
+                f"{gib(estimate['activation_bytes_per_gpu'])} per GPU exceed the {gib(mem)} of "
+                f"{gpu['name']}",
                 ("settings that fit: " + "; ".join(fits))
                 if fits
                 else "no single change fits: use more GPUs (tp_size) and int4",
             )
-        )
-        return out
-    out.append(
-        check("weights_fit", "pass", f"weights + activations {gib(per_gpu)} of {gib(mem)} per GPU")
-    )
+        ]
+    out = [check("weights_fit", "pass", f"weights + activations {gib(per_gpu)} of {gib(mem)}")]
+    out.append(_kv_check(cfg, estimate))
+    out += _host_checks(estimate, facts, machine)
+    return out
+
+
+def _kv_check(cfg: BuildConfig, estimate: dict) -> Check:
     tokens, seq = estimate["kv_cache_capacity_tokens"], estimate["max_seq_len"]
-    kv_is_small = (config.get("quantization") or {}).get("kv_cache_dtype") in ("fp8", "int8")
-    kv_fix = "" if kv_is_small else " or quantization.kv_cache_dtype: fp8"
+    kv_fix = (
+        ""
+        if cfg.quantization.kv_cache_dtype in ("fp8", "int8")
+        else (" or quantization.kv_cache_dtype: fp8")
+    )
+    basis = estimate.get("kv_cache_memory_basis", "total")
     if tokens < seq:
-        out.append(
-            check(
-                "kv_capacity",
-                "fail",
-                f"KV cache holds {tokens} tokens, less than one max_seq_len {seq} sequence",
-                "build.max_seq_len or build.max_num_tokens lower, a larger tp_size" + kv_fix,
-            )
+        return check(
+            "kv_capacity",
+            "fail",
+            f"the KV cache holds {tokens:,} tokens ({basis} GPU memory), less than one "
+            f"sequence of {seq:,}",
+            "lower build.max_seq_len or build.max_num_tokens, raise parallel.tp_size" + kv_fix,
+            key="build.max_seq_len",
         )
-    elif not estimate["max_batch_size_reachable"]:
-        out.append(
-            check(
-                "kv_capacity",
-                "warn",
-                f"KV cache holds {estimate['kv_cache_capacity_sequences']} full-length "
-                f"sequences, below max_batch_size {estimate['max_batch_size']}",
-                "fine for shorter requests; else build.max_batch_size lower" + kv_fix,
-            )
+    sequences = estimate["kv_cache_capacity_sequences"]
+    if not estimate["max_batch_size_reachable"]:
+        return check(
+            "kv_capacity",
+            "warn",
+            f"the KV cache holds {sequences:,} full-length sequences ({basis} GPU memory), below "
+            f"max_batch_size {estimate['max_batch_size']:,}",
+            "fine for shorter requests; else lower build.max_batch_size" + kv_fix,
+            key="build.max_batch_size",
         )
-    else:
-        out.append(
-            check(
-                "kv_capacity",
-                "pass",
-                f"KV cache {tokens} tokens = {estimate['kv_cache_capacity_sequences']} "
-                f"sequences of {seq}",
-            )
-        )
+    return check(
+        "kv_capacity",
+        "pass",
+        f"KV cache {tokens:,} tokens = {sequences:,} sequences of {seq:,} ({basis} GPU memory)",
+    )
+
+
+def _host_checks(estimate: dict, facts: dict, machine: str) -> list[Check]:
+    out = []
     available = (facts.get("memory") or {}).get("available_bytes")
     need = estimate["host_ram_bytes_convert"]
     if available and need > available:
@@ -254,9 +228,10 @@ def estimate_checks(config, model_config, gpu, estimate: dict, facts: dict) -> l
         out.append(
             check(
                 "disk",
-                "fail",
-                f"checkpoint + engines need about {gib(estimate['disk_bytes'])}, {gib(free)} free",
-                "free disk space under outputs/",
+                machine,
+                f"checkpoint + engines need about {gib(estimate['disk_bytes'])}, {gib(free)} free "
+                f"at {(facts.get('disk') or {}).get('path')}",
+                "free disk space under outputs/, or build with --output on a larger disk",
             )
         )
     return out
@@ -282,7 +257,7 @@ def stdout_to_stderr():
         os.close(saved)
 
 
-def installed_parser_check(build_argv: list[str]) -> dict:
+def installed_parser_check(build_argv: list[str]) -> Check:
     """Parse the build argv with the installed trtllm-build's own argparse (no subprocess)."""
     if importlib.util.find_spec("tensorrt_llm") is None:
         return check("installed_cli", "skip", "tensorrt_llm is not importable here")
@@ -314,24 +289,3 @@ def installed_parser_check(build_argv: list[str]) -> dict:
     finally:
         sys.argv = saved
     return check("installed_cli", "pass", "the installed trtllm-build parses the build command")
-
-
-def calibration_checks(config: dict, route: str) -> list[dict]:
-    quant = config.get("quantization") or {}
-    calibrates = route in ("quantize", "modelopt") or (
-        quant.get("mode") == "int8_sq" or quant.get("kv_cache_dtype") == "int8"
-    )
-    if not calibrates:
-        return []
-    dataset = (quant.get("calibration") or {}).get("dataset")
-    if dataset:
-        return [check("calibration", "pass", f"calibrates offline on {dataset}")]
-    return [
-        check(
-            "calibration",
-            "warn",
-            "calibration uses the quantizer's default dataset (cnn_dailymail), downloaded from "
-            "the Hugging Face Hub: fails offline and is not your fine-tune's data",
-            "quantization.calibration.dataset: a local .jsonl/.txt of your fine-tune's prompts",
-        )
-    ]

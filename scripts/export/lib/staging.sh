@@ -16,13 +16,15 @@ staging_pid_alive() {
 }
 
 # staging_clear_stale OUTPUT: remove the staging dirs of OUTPUT left by processes that are gone
-# (a failed build keeps its staging dir for inspection; a killed one could not clean up).
-# Call it while holding OUTPUT's lock. Prints one line per removed dir on stderr.
+# (a failed build keeps its staging dir for inspection; a killed one could not clean up), and an
+# old artifact moved aside by a --force build that was killed after its swap (OUTPUT is there;
+# when it is not, lib/prepare.py has already put the aside dir back). Call it while holding
+# OUTPUT's lock. Prints one line per removed dir on stderr.
 staging_clear_stale() {
   local output="$1" dir pid
-  local pattern
-  pattern="$(dirname "${output}")/.$(basename "${output}").staging-"
-  for dir in "${pattern}"* "$(dirname "${output}")/.$(basename "${output}").old-"*; do
+  local -a dirs=("$(dirname "${output}")/.$(basename "${output}").staging-"*)
+  [[ ! -e "${output}" ]] || dirs+=("$(dirname "${output}")/.$(basename "${output}").old-"*)
+  for dir in "${dirs[@]}"; do
     [[ -d "${dir}" ]] || continue
     pid="${dir##*-}"
     if [[ "${pid}" == "$$" ]] || staging_pid_alive "${pid}"; then
@@ -32,19 +34,4 @@ staging_clear_stale() {
       "${PROG:-build_tensorrt_llm}" "${dir}" "${pid}" >&2
     rm -rf -- "${dir}"
   done
-}
-
-# staging_swap STAGING OUTPUT: put STAGING in OUTPUT's place. A new OUTPUT is one rename; an
-# existing one (--force) is renamed aside first and removed after, so OUTPUT is always either
-# a complete artifact or absent, never a mix.
-staging_swap() {
-  local staging="$1" output="$2" old
-  if [[ -e "${output}" ]]; then
-    old="$(dirname "${output}")/.$(basename "${output}").old-$$"
-    mv -T -- "${output}" "${old}" || return 1
-    mv -T -- "${staging}" "${output}" || return 1
-    rm -rf -- "${old}"
-  else
-    mv -T -- "${staging}" "${output}" || return 1
-  fi
 }
