@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import build_config
@@ -161,11 +160,12 @@ def main(argv: list[str] | None = None) -> int:
             DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else str(REPO_ROOT / DEFAULT_CONFIG)
         )
     try:
-        doc = build_config.resolve(config, args.profile)
+        checked = build_config.check(config, args.profile)
     except build_config.ConfigError as exc:
-        for issue in exc.issues:
-            print(f"doctor: config error: {issue.render(exc.source)}", file=sys.stderr)
+        build_config.print_issues(exc.source, exc.issues, exc.warnings, prog="doctor: ")
         return exc.code
+    build_config.print_issues(config, [], checked.warnings, prog="doctor: ")
+    doc = build_config.document(checked.chosen, config, args.profile)
     with_torch = args.torch or args.deep
     facts = probe.collect(args.output_dir, with_torch=with_torch, with_import=args.deep)
     checks = compat.run_checks(doc, facts)
