@@ -92,7 +92,7 @@ def fact_rows(facts: dict) -> list[tuple[str, str]]:
     return rows
 
 
-def render(loaded: build_config.Loaded, facts: dict, checks: list[dict]) -> str:
+def render(loaded: build_config.Checked, facts: dict, checks: list[dict]) -> str:
     cfg = loaded.config
     target = cfg.target
     gpus = ", ".join(
@@ -114,7 +114,7 @@ def render(loaded: build_config.Loaded, facts: dict, checks: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _suggest_profiles(config: str, facts: dict, checks: list[dict]) -> None:
+def _suggest_profiles(loaded: build_config.Checked, facts: dict, checks: list[dict]) -> None:
     """Name the profiles written for the detected GPU in the fix of a failed GPU check."""
     devices = facts["gpu"].get("devices") or []
     failed = [
@@ -123,7 +123,7 @@ def _suggest_profiles(config: str, facts: dict, checks: list[dict]) -> None:
     if not devices or not failed:
         return
     cc = devices[0].get("compute_capability")
-    names = build_config.profiles_for(config, cc) if cc else []
+    names = build_config.profiles_for(loaded, cc) if cc else []
     for c in failed:
         if names:
             c["fix"] += f" (profiles for compute capability {cc}: {', '.join(names)})"
@@ -146,13 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             DEFAULT_CONFIG if Path(DEFAULT_CONFIG).is_file() else str(REPO_ROOT / DEFAULT_CONFIG)
         )
     try:
-        loaded = build_config.load_for_build(config, args.profile)
+        loaded = build_config.check(config, args.profile)
     except build_config.ConfigError as exc:
-        for line in exc.lines():
-            print(f"{PROG}: config error: {line}", file=sys.stderr)
+        build_config.print_issues(exc.source, exc.issues, exc.warnings, prog=f"{PROG}: ")
         return exc.code
-    for line in loaded.warnings:
-        print(f"{PROG}: config warning: {line}", file=sys.stderr)
+    build_config.print_issues(loaded.source, [], loaded.warnings, prog=f"{PROG}: ")
     with_torch = args.torch or args.deep
     facts = probe.collect(args.output_dir, with_torch=with_torch, with_import=args.deep)
     cfg = loaded.config
@@ -164,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     for c in checks:
         if c.get("key"):
             c["where"] = loaded.where(c["key"])
-    _suggest_profiles(config, facts, checks)
+    _suggest_profiles(loaded, facts, checks)
     n = counts(checks)
     if args.json:
         out = {

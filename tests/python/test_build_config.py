@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 import build_config
+import compat
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -18,39 +20,108 @@ GOOD = sorted((FIXTURES / "good").glob("*.yaml")) + sorted(SHIPPED.parent.glob("
 BAD = sorted((FIXTURES / "bad").glob("*.yaml"))
 
 
-def _expectation(path: Path) -> tuple[str, str, int | None]:
-    lines = path.read_text().splitlines()
+class Row(NamedTuple):
+    """One bad config: what main() must say about it (exit 2, nothing on stdout)."""
+
+    config: Path
+    profile: str | None
+    code: str
+    key: str
+    line: int | None
+    message: str
+
+
+def _row(path: Path) -> Row:
+    """A bad fixture's header: `# expect: CODE KEY`, then `# profile: P` and `# message: TEXT`
+    (both optional); the line the error names ends with `#!`."""
+    lines = path.read_bytes().decode("utf-8", errors="replace").splitlines()
     match = re.match(r"^# expect: (\S+) (.+)$", lines[0])
     if match is None:
         raise ValueError(f"{path.name}: first line must be '# expect: CODE PATH'")
+    head = dict(re.findall(r"^# (profile|message): (.*)$", "\n".join(lines[1:3]), re.M))
     marked = [i + 1 for i, line in enumerate(lines) if line.rstrip().endswith("#!")]
-    return match.group(1), match.group(2), (marked[0] if marked else None)
+    return Row(
+        path,
+        head.get("profile"),
+        match.group(1),
+        match.group(2),
+        marked[0] if marked else None,
+        head.get("message", ""),
+    )
 
 
-def test_there_are_at_least_25_bad_configs():
-    assert len(BAD) >= 25
+def _generated(tmp: Path) -> list[Row]:
+    """Bad configs too large or too odd to keep as files, made in a temp dir."""
+    text = (FIXTURES / "good" / "minimal.yaml").read_text()
+    files = {
+        "ten-mib.yaml": "# padding\n" * (1024 * 1024),
+        "one-byte-over.yaml": text + "#" * (build_config.MAX_FILE_BYTES - len(text) - 1) + "\n\n",
+        "long-value.yaml": text.replace("dataset: null", f"dataset: {'d' * 5000}.jsonl"),
+        "many-nodes.yaml": text.replace("build:\n", "build:\n" + "".join(
+            f"  k{i}: {i}\n" for i in range(build_config.MAX_NODES))),
+        "deep-flow.yaml": text.replace("dtype: auto", "dtype: " + "[" * 40 + "]" * 40),
+    }  # fmt: skip
+    for name, body in files.items():
+        (tmp / name).write_text(body)
+    limit = "a build config is at most 1 MiB"
+    ten = f"10.0 MiB (10485760 bytes): {limit}"
+    return [
+        Row(tmp / "ten-mib.yaml", None, "too_big", "(file)", None, ten),
+        Row(tmp / "one-byte-over.yaml", None, "too_big", "(file)", None, "(1048577 bytes)"),
+        Row(Path("/dev/zero"), None, "too_big", "(file)", None, f"more than 1 MiB: {limit}"),
+        Row(tmp / "long-value.yaml", None, "too_long", "(file)", 30, "5006 characters"),
+        Row(tmp / "many-nodes.yaml", None, "too_many_nodes", "(file)", 5001, "more than 10000"),
+        Row(tmp / "deep-flow.yaml", None, "too_deep", "(file)", 9, "more than 16 levels"),
+        Row(SHIPPED, "h100-fp9", "unknown_profile", "profiles", 123, "did you mean 'h100-fp8'?"),
+        Row(SHIPPED, "H100-FP8", "unknown_profile", "profiles", 123, "did you mean 'h100-fp8'?"),
+        Row(tmp, None, "unreadable", "(file)", None, "Is a directory"),
+        Row(tmp / "absent.yaml", None, "no_file", "(file)", None, "no such file"),
+    ]  # fmt: skip
+
+
+GENERATED = [
+    "ten-mib", "one-byte-over", "dev-zero", "long-value", "many-nodes", "deep-flow",
+    "unknown-profile", "unknown-profile-case", "directory", "missing-file",
+]  # fmt: skip
+
+
+def test_the_bad_config_table_has_at_least_60_rows():
+    assert len(BAD) + len(GENERATED) >= 60
+
+
+def _assert_refused(row: Row, capsys) -> None:
+    argv = ["--config", str(row.config)] + (
+        [] if row.profile is None else ["--profile", row.profile]
+    )
+    assert build_config.main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    where = f"{row.config}:{row.line}: " if row.line else f"{row.config}: "
+    assert any(line.startswith(f"config error: {where}{row.key}: ") and row.message in line
+               for line in err.splitlines()), err  # fmt: skip
+    with pytest.raises(build_config.ConfigError) as caught:
+        build_config.check(row.config, row.profile)
+    assert (row.code, row.key) in {(i.code, i.path) for i in caught.value.issues}
 
 
 @pytest.mark.parametrize("path", GOOD, ids=[p.stem for p in GOOD])
 def test_good_config_resolves(path, capsys):
     assert build_config.main(["--config", str(path)]) == 0
-    doc = json.loads(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    assert err == ""  # not even a warning
+    doc = json.loads(out)
     assert doc["schema_version"] == 1
     assert doc["config_hash"] == build_config.config_hash(doc["config"])
 
 
 @pytest.mark.parametrize("path", BAD, ids=[p.stem for p in BAD])
 def test_bad_config_exits_2_naming_key_and_line(path, capsys):
-    code, key, line = _expectation(path)
-    assert build_config.main(["--config", str(path)]) == 2
-    out, err = capsys.readouterr()
-    assert out == ""
-    where = f"{path}:{line}: " if line else f"{path}:"
-    assert any(row.startswith(f"config error: {where}") and f" {key}: " in row
-               for row in err.splitlines()), err  # fmt: skip
-    with pytest.raises(build_config.ConfigError) as caught:
-        build_config.load(path)
-    assert (code, key) in {(i.code, i.path) for i in caught.value.issues}
+    _assert_refused(_row(path), capsys)
+
+
+@pytest.mark.parametrize("index", range(len(GENERATED)), ids=GENERATED)
+def test_generated_bad_config_exits_2_naming_the_limit(index, tmp_path, capsys):
+    _assert_refused(_generated(tmp_path)[index], capsys)
 
 
 def test_unknown_key_suggests_the_closest_name():
@@ -99,10 +170,34 @@ def test_profile_overrides_only_what_it_names_and_replaces_lists():
     assert l40s["target"]["trtllm_version"] == base["target"]["trtllm_version"]
 
 
-def test_an_error_in_an_unselected_profile_still_fails_the_file():
+def test_a_problem_in_an_unselected_profile_is_a_warning_line_and_the_build_goes_on(capsys):
     path = FIXTURES / "bad" / "profile-conflict.yaml"
-    with pytest.raises(build_config.ConfigError):
-        build_config.load(path)  # no profile chosen
+    row = _row(path)
+    assert build_config.main(["--config", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["profile"] is None
+    (line,) = err.splitlines()
+    assert line.startswith(f"config warning: {path}:{row.line}: {row.key}: ")
+    assert line.endswith("(profile long is not selected: this build goes on)")
+    assert build_config.main(["--config", str(path), "--profile", "long"]) == 2
+    assert capsys.readouterr().err.startswith(f"config error: {path}:{row.line}: {row.key}: ")
+
+
+def test_a_broken_profile_never_blocks_another_profile(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    tail = "profiles:\n  good: {dtype: bfloat16}\n  broken: {dtype: bf16}\n  typo: {biuld: {}}\n"
+    path.write_text((FIXTURES / "good" / "minimal.yaml").read_text() + tail)
+    assert build_config.main(["--config", str(path), "--profile", "good"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["config"]["dtype"] == "bfloat16"
+    assert [w.split(": ")[1:3] for w in err.splitlines()] == [
+        [f"{path}:40", "profiles.broken.dtype"],
+        [f"{path}:41", "profiles.typo.biuld"],
+    ]
+    assert build_config.main(["--config", str(path), "--list-profiles"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "good\t\n"  # only the usable profiles; the others are warnings
+    assert len(err.splitlines()) == 2
 
 
 def test_a_rule_broken_only_by_a_profile_points_at_the_profile(tmp_path):
@@ -111,10 +206,40 @@ def test_a_rule_broken_only_by_a_profile_points_at_the_profile(tmp_path):
     path.write_text(text + "profiles:\n  nochunk:\n    runtime: {enable_chunked_context: false}\n"
                     "    build: {max_num_tokens: 1024}\n")  # fmt: skip
     with pytest.raises(build_config.ConfigError) as caught:
-        build_config.load(path)
+        build_config.load(path, "nochunk")
     (issue,) = caught.value.issues
     assert issue.path == "profiles.nochunk.build.max_num_tokens"
     assert issue.line == len(text.splitlines()) + 4
+
+
+def _engine_versions() -> list[str]:
+    """A version of every release line in the engine backend's window, and its last one."""
+    window = compat.tables()["backends"]["engine"]
+    lines = [f"{line}.0" for line in compat.tables()["trtllm"]]
+    return [v for v in lines if compat.window_problem("engine", v) is None] + [window["max"]]
+
+
+@pytest.mark.parametrize("version", _engine_versions())
+def test_the_shipped_config_stays_valid_for_any_engine_version(version, tmp_path, capsys):
+    text = SHIPPED.read_text()
+    assert 'trtllm_version: "1.2.0"\n' in text
+    path = tmp_path / "tensorrt_llm.yaml"
+    path.write_text(text.replace('trtllm_version: "1.2.0"\n', f'trtllm_version: "{version}"\n', 1))
+    for profile in [None, *build_config.profiles_of(SHIPPED)]:
+        argv = ["--config", str(path)] + ([] if profile is None else ["--profile", profile])
+        assert build_config.main(argv) == 0, (version, profile)
+        assert capsys.readouterr().err == "", (version, profile)
+
+
+def test_a_profile_that_pins_its_backends_version_is_valid(tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    text = (FIXTURES / "good" / "minimal.yaml").read_text().replace('"1.2.0"', '"0.16.0"')
+    tail = 'profiles:\n  torch:\n    backend: pytorch\n    target: {trtllm_version: "1.3.0"}\n'
+    path.write_text(text + tail)
+    assert build_config.main(["--config", str(path), "--profile", "torch"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["config"]["target"]["trtllm_version"] == "1.3.0"
+    assert err == ""
 
 
 def test_unknown_profile_is_exit_2_with_a_suggestion(capsys):
@@ -196,17 +321,19 @@ def test_a_missing_default_is_reported_once_not_once_per_profile(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("tail", "path", "suggestion"),
+    ("tail", "profile", "path", "suggestion"),
     [
-        ("profile:\n  x: {dtype: bfloat16}\n", "profile", "profiles"),
-        ("profiles:\n  x: {descripton: fast}\n", "profiles.x.descripton", "description"),
+        ("profile:\n  x: {dtype: bfloat16}\n", None, "profile", "profiles"),
+        ("profiles:\n  x: {descripton: fast}\n", "x", "profiles.x.descripton", "description"),
+        ("profiles:\n  x: {Build: {}}\n", "x", "profiles.x.Build", "build"),
+        ("profiles:\n  x: {max_batch_size: 8}\n", "x", "profiles.x.max_batch_size", "build:"),
     ],
 )
-def test_did_you_mean_knows_profiles_and_descriptions(tail, path, suggestion, tmp_path):
+def test_did_you_mean_knows_profiles_and_descriptions(tail, profile, path, suggestion, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text((FIXTURES / "good" / "minimal.yaml").read_text() + tail)
     with pytest.raises(build_config.ConfigError) as caught:
-        build_config.load(cfg)
+        build_config.load(cfg, profile)
     (issue,) = caught.value.issues
     assert issue.path == path
-    assert f"did you mean {suggestion!r}" in issue.message
+    assert repr(suggestion) in issue.message or f"belongs under {suggestion}" in issue.message

@@ -1,29 +1,32 @@
 """Load, validate and resolve the TensorRT-LLM build config (configs/export/tensorrt_llm.yaml).
 
-Usage:
-  build_config.py --config FILE [--profile P]        resolved config as JSON on stdout
-  build_config.py --config FILE [--profile P] --get build.max_seq_len   one value (for Bash)
-  build_config.py --config FILE --list-profiles      one profile per line: name<TAB>description
-  build_config.py --schema                           the JSON Schema (configs/export/*.schema.json)
+The typed settings (BuildConfig) are what every later stage reads: no consumer restates a
+default. scripts/export/check_config.py is the command that prints them.
 
 The whole file is checked on every load, every profile included: unknown keys (with a
-did-you-mean), types, ranges, choices and cross-field rules. Each problem is one stderr line
-`FILE:LINE: key.path: message`; any problem exits 2 and prints nothing on stdout.
-Library use: `resolve(path, profile) -> dict` (the resolved JSON document), ConfigError.
+did-you-mean that ignores case, or the section a misplaced key belongs under), types, ranges,
+choices and cross-field rules. Each problem is one stderr line `config error: FILE:LINE:
+key.path: message`; any problem of the defaults or of the selected profile exits 2 and prints
+nothing on stdout. A problem of a profile that is not selected is a `config warning:` line of the
+same form, and the build goes on.
+Bounds, checked before any node is built: at most 1 MiB (before reading), UTF-8, no anchors,
+aliases or tags, at most 16 levels of nesting, 10,000 keys and values, 4096 characters a value.
+Library use: `check(path, profile) -> Checked` (settings, warnings, and `where(key)`: the
+FILE:LINE a key comes from), `resolve(path, profile) -> dict` (the resolved JSON document),
+ConfigError (exit 2, `issues` and `warnings`), `print_issues(...)`.
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
 import hashlib
 import json
 import os
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 # pydantic looks for plugins in every installed package's entry points when the first model is
 # built (~0.1 s here, more in a full container); this helper uses none. Set it to override.
@@ -49,12 +52,15 @@ except ModuleNotFoundError as _missing:
         file=sys.stderr,
     )
     raise SystemExit(2) from None
+import versions
 
 SCHEMA_VERSION = 1
 PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 VERSION_TEXT = re.compile(r"^\d+\.\d+(\.\d+)?((a|b|rc)\d+)?(\.post\d+)?$")
 CC_TEXT = re.compile(r"^\d{1,2}\.\d$")
 
+Backend = Literal["engine", "pytorch"]
+BACKENDS = get_args(Backend)
 QuantMode = Literal[
     "none",
     "fp8",
@@ -168,7 +174,7 @@ class Runtime(_Model):
 class BuildConfig(_Model):
     """The settings of one build: the defaults with one profile applied."""
 
-    backend: Literal["engine", "pytorch"]
+    backend: Backend
     target: Target
     dtype: Literal["auto", "bfloat16", "float16", "float32"]
     build: Build
@@ -200,77 +206,190 @@ class Issue:
     path: str
     line: int | None
     message: str
+    profile: str | None = None  # set on a warning: the profile (not selected) it belongs to
 
     def render(self, source: str) -> str:
         where = f"{source}:{self.line}" if self.line else source
         return f"{where}: {self.path}: {self.message}"
 
+    def render_warning(self, source: str) -> str:
+        which = f"profile {self.profile} is" if self.profile else "the profiles are"
+        return f"{self.render(source)} ({which} not selected: this build goes on)"
+
 
 class ConfigError(Exception):
-    """A config that cannot be used; exit code 2. `issues` lists every problem found."""
+    """A config that cannot be used; exit code 2. `issues` lists every problem found,
+    `warnings` the problems of the profiles not selected."""
 
     code = 2
 
-    def __init__(self, source: str, issues: list[Issue]):
+    def __init__(self, source: str, issues: list[Issue], warnings: list[Issue] | None = None):
         self.source = source
         self.issues = issues
+        self.warnings = warnings or []
         super().__init__("\n".join(i.render(source) for i in issues))
 
 
 # ---------------------------------------------------------------------------------------------
-# YAML with line numbers
+# YAML with line numbers, bounded: the file's size is checked before it is read, its shape
+# (anchors, aliases, tags, nesting, node count, value length) before any node is built, so
+# that no file can make the load slow or large.
+
+MAX_FILE_BYTES = 1024 * 1024
+MAX_DEPTH = 16
+MAX_NODES = 10_000
+MAX_VALUE_CHARS = 4096
+_YamlLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_YamlLoader):  # type: ignore[misc, valid-type]
+    """The safe loader, whose value errors (a date such as 2024-13-45) name the value's line."""
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except Exception as exc:  # the constructors raise ValueError, KeyError, IndexError, ...
+            raise yaml.constructor.ConstructorError(
+                None, None, f"cannot read the value {node.value!r}: {exc}", node.start_mark
+            ) from None
+
+
+def _file_issue(source: str, code: str, line: int | None, message: str) -> ConfigError:
+    return ConfigError(source, [Issue(code, "(file)", line, message)])
+
+
+def _read_text(path: Path, source: str) -> str:
+    """The file as text: at most MAX_FILE_BYTES (checked before reading), UTF-8."""
+    limit = f"a build config is at most {MAX_FILE_BYTES // 1024 // 1024} MiB"
+    try:
+        with path.open("rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > MAX_FILE_BYTES:
+                raise _file_issue(source, "too_big", None, f"{_mib(size)}: {limit}")
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except FileNotFoundError:
+        raise _file_issue(source, "no_file", None, "no such file") from None
+    except OSError as exc:
+        raise _file_issue(source, "unreadable", None, exc.strerror or str(exc)) from None
+    if len(data) > MAX_FILE_BYTES:  # a pipe or a special file: no size before reading
+        raise _file_issue(source, "too_big", None, f"more than 1 MiB: {limit}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - data.rfind(b"\n", 0, exc.start)
+        raise _file_issue(
+            source,
+            "not_utf8",
+            line,
+            f"not UTF-8: byte 0x{data[exc.start]:02x} at column {column}; save the file as UTF-8",
+        ) from None
+
+
+def _mib(size: int) -> str:
+    return f"the file is {size / 1024 / 1024:.1f} MiB ({size} bytes)"
+
+
+def _shape_problem(event: yaml.Event, depth: int, nodes: int) -> tuple[str, str] | None:
+    """(code, message) when the event is something this loader refuses."""
+    if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+        return "yaml_alias", (
+            "YAML anchors and aliases (&name, *name) are not supported: write the value out "
+            "(a profile names only the keys it changes)"
+        )
+    if isinstance(event, yaml.NodeEvent) and getattr(event, "tag", None):
+        return "yaml_tag", f"YAML tags ({event.tag}) are not supported: write a plain value"
+    if isinstance(event, yaml.ScalarEvent) and len(event.value) > MAX_VALUE_CHARS:
+        return "too_long", f"a value of {len(event.value)} characters: at most {MAX_VALUE_CHARS}"
+    if depth > MAX_DEPTH:
+        return "too_deep", f"nested more than {MAX_DEPTH} levels deep"
+    if nodes > MAX_NODES:
+        return "too_many_nodes", (
+            f"more than {MAX_NODES} keys and values (a build config has a few hundred)"
+        )
+    return None
+
+
+def _check_shape(text: str, source: str) -> None:
+    """Walk the YAML events once (no nodes built) and refuse the first unsupported shape."""
+    loader = _Loader(text)
+    depth = nodes = 0
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+                depth += 1
+            elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+                depth -= 1
+            nodes += isinstance(event, yaml.NodeEvent)
+            found = _shape_problem(event, depth, nodes)
+            if found:
+                raise _file_issue(source, found[0], event.start_mark.line + 1, found[1])
+    except yaml.YAMLError as exc:
+        raise _yaml_issue(exc, text, source) from None
+    finally:
+        loader.dispose()
+
+
+def _yaml_issue(exc: yaml.YAMLError, text: str, source: str) -> ConfigError:
+    """One line for a YAML error: its problem and its line."""
+    mark = getattr(exc, "problem_mark", None)
+    if isinstance(exc, yaml.reader.ReaderError):
+        line = text.count("\n", 0, exc.position) + 1
+        problem = f"character #x{exc.character:04x} is not allowed in YAML ({exc.reason})"
+        return _file_issue(source, "yaml_syntax", line, problem)
+    line = mark.line + 1 if mark else None
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    return _file_issue(source, "yaml_syntax", line, f"{context}: {problem}" if context else problem)
 
 
 def _read_yaml(path: Path, source: str) -> tuple[Any, dict[tuple, int]]:
     """The document and a map key path -> 1-based line. Duplicate keys are errors."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(source, [Issue("no_file", "(file)", None, "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(source, [Issue("unreadable", "(file)", None, str(exc))]) from None
-    loader = yaml.SafeLoader(text)
+    text = _read_text(path, source)
+    _check_shape(text, source)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
         if node is None:
-            raise ConfigError(source, [Issue("empty", "(file)", 1, "the file is empty")])
+            raise _file_issue(source, "empty", None, "the file is empty")
         data = loader.construct_document(node)
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, [Issue("yaml_syntax", "(file)", line, problem)]) from None
+        raise _yaml_issue(exc, text, source) from None
     finally:
         loader.dispose()
     lines: dict[tuple, int] = {}
     issues: list[Issue] = []
-
-    def walk(n: yaml.Node, path: tuple) -> None:
-        lines[path] = n.start_mark.line + 1
-        if isinstance(n, yaml.MappingNode):
-            seen: set = set()
-            for key_node, value_node in n.value:
-                key = key_node.value
-                if key in seen:
-                    issues.append(
-                        Issue(
-                            "duplicate_key",
-                            _dotted((*path, key)),
-                            key_node.start_mark.line + 1,
-                            "appears twice in the same mapping; YAML would keep only the last",
-                        )
-                    )
-                seen.add(key)
-                walk(value_node, (*path, key))
-                lines[(*path, key)] = key_node.start_mark.line + 1
-        elif isinstance(n, yaml.SequenceNode):
-            for i, item in enumerate(n.value):
-                walk(item, (*path, i))
-
-    walk(node, ())
+    _walk(node, (), lines, issues)
     if issues:
         raise ConfigError(source, issues)
     return data, lines
+
+
+def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], issues: list[Issue]) -> None:
+    """Record the line of every key path; a key twice in one mapping is an issue."""
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set = set()
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                issues.append(
+                    Issue(
+                        "duplicate_key",
+                        _dotted((*path, key)),
+                        key_node.start_mark.line + 1,
+                        "appears twice in the same mapping; YAML would keep only the last",
+                    )
+                )
+            seen.add(key)
+            _walk(value_node, (*path, key), lines, issues)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*path, i), lines, issues)
 
 
 def _dotted(path: tuple) -> str:
@@ -284,21 +403,77 @@ def _dotted(path: tuple) -> str:
 # Validation
 
 
+def _model_of(annotation: Any) -> Any:
+    """The pydantic model inside an annotation (GpuTarget for list[GpuTarget]), else None."""
+    for candidate in (annotation, *getattr(annotation, "__args__", ())):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def _fields_at(loc: tuple) -> list[str]:
     """Known keys of the model that holds `loc`'s parent mapping (for did-you-mean)."""
     model: Any = BuildConfig
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
-        info = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        info = model.model_fields.get(part) if model is not None else None
         if info is None:
             return []
-        ann = info.annotation
-        inner = getattr(ann, "__args__", None)
-        if inner and isinstance(inner[0], type) and issubclass(inner[0], BaseModel):
-            ann = inner[0]
-        model = ann
-    return list(model.model_fields) if hasattr(model, "model_fields") else []
+        model = _model_of(info.annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+def _sections_of_keys() -> dict[str, list[str]]:
+    """Every key name of the config -> the sections that hold it ('' is the top level)."""
+    out: dict[str, list[str]] = {}
+
+    def visit(model: Any, where: str) -> None:
+        for name, info in model.model_fields.items():
+            out.setdefault(name, []).append(where)
+            inner = _model_of(info.annotation)
+            if inner is not None:
+                suffix = "[]" if getattr(info.annotation, "__origin__", None) is list else ""
+                visit(inner, f"{where}.{name}{suffix}" if where else f"{name}{suffix}")
+
+    visit(BuildConfig, "")
+    return out
+
+
+def _suggest(word: str, known: list[str], cutoff: float = 0.6) -> str | None:
+    """The known name closest to `word`, ignoring case (MAX_BATCH_SIZE -> max_batch_size)."""
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
+    return by_lower[close[0]] if close else None
+
+
+def _unknown_key_message(loc: tuple, in_profile: bool) -> str:
+    known = _fields_at(loc)
+    if len(loc) == 1:  # the top level also has profiles; a profile has a description
+        known.append("description" if in_profile else "profiles")
+    key = str(loc[-1])
+    here = _suggest(key, known)
+    if here is not None and here.lower() == key.lower():
+        return f"unknown key; did you mean {here!r}?"
+    name = _suggest(key, list(_SECTIONS), cutoff=1.0)  # the same name, any case, elsewhere
+    parent = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int))
+    elsewhere = [s for s in _SECTIONS.get(name or "", []) if s.removesuffix("[]") != parent]
+    if elsewhere:
+        return f"unknown key here; {name!r} belongs under {' or '.join(map(_where, elsewhere))}"
+    if here is not None:
+        return f"unknown key; did you mean {here!r}?"
+    return f"unknown key; known keys: {', '.join(known)}"
+
+
+def _where(section: str) -> str:
+    if not section:
+        return "the top level"
+    return f"each {section[:-2]} entry" if section.endswith("[]") else f"{section}:"
+
+
+def _show(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 _TYPE_WORDS = {
@@ -317,21 +492,16 @@ def _issue_from_pydantic(err: dict, in_profile: bool = False) -> tuple[str, tupl
     kind = err["type"]
     given = err.get("input")
     if kind == "extra_forbidden":
-        known = _fields_at(loc)
-        if len(loc) == 1:  # the top level also has profiles; a profile has a description
-            known.append("description" if in_profile else "profiles")
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
-        hint = f"; did you mean {close[0]!r}?" if close else f"; known keys: {', '.join(known)}"
-        return "unknown_key", loc, f"unknown key{hint}"
+        return "unknown_key", loc, _unknown_key_message(loc, in_profile)
     if kind == "missing":
         return "missing_key", loc, "required key is missing"
     if kind == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
-        close = difflib.get_close_matches(str(given), re.findall(r"'([^']+)'", expected), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return "bad_choice", loc, f"{given!r} is not one of {expected}{hint}"
+        close = _suggest(str(given), re.findall(r"'([^']+)'", expected))
+        hint = f"; did you mean {close!r}?" if close else ""
+        return "bad_choice", loc, f"{_show(given)} is not one of {expected}{hint}"
     if kind in {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}:
-        return "out_of_range", loc, f"{err['msg'].lower()}, got {given!r}"
+        return "out_of_range", loc, f"{err['msg'].lower()}, got {_show(given)}"
     if kind in {"too_short", "too_long"}:
         return "out_of_range", loc, err["msg"]
     if kind == "value_error":
@@ -339,13 +509,15 @@ def _issue_from_pydantic(err: dict, in_profile: bool = False) -> tuple[str, tupl
     base = kind.split("_", 1)[0]
     if kind.endswith("_type") or kind.endswith("_parsing") or base in _TYPE_WORDS:
         want = _TYPE_WORDS.get(base, base)
-        return "wrong_type", loc, f"expected {want}, got {given!r} ({type(given).__name__})"
+        return "wrong_type", loc, f"expected {want}, got {_show(given)} ({type(given).__name__})"
     return "bad_value", loc, err["msg"]
+
+
+_SECTIONS = _sections_of_keys()
 
 
 def _rules(cfg: BuildConfig) -> list[tuple[str, tuple, str]]:
     """Cross-field rules: (code, key path, message)."""
-    from env_checks import window_problem  # late import: compat has no dependency on this module
 
     out: list[tuple[str, tuple, str]] = []
     b, q, r, p = cfg.build, cfg.quantization, cfg.runtime, cfg.parallel
@@ -459,7 +631,7 @@ def _rules(cfg: BuildConfig) -> list[tuple[str, tuple, str]]:
             out.append(
                 ("rule:duplicate_gpu", ("target", "gpus", i, "name"), f"{name} listed twice")
             )
-    problem = window_problem(cfg.backend, cfg.target.trtllm_version)
+    problem = versions.window_problem(cfg.backend, cfg.target.trtllm_version)
     if problem:
         out.append(("rule:version_outside_window", ("target", "trtllm_version"), problem))
     return out
@@ -508,77 +680,143 @@ def _in_profile(msg: str, where: str, profile: str | None) -> str:
     return f"{msg} (with profile {profile})"
 
 
-def load(path: str | Path, profile: str | None = None) -> BuildConfig:
-    """Validate the whole file and return the settings with `profile` applied."""
+@dataclass
+class Checked:
+    """One read of the file: the chosen settings, every usable profile's, the warnings, and
+    where each key is in the file (so that a later stage can name FILE:LINE for a key)."""
+
+    chosen: BuildConfig
+    profiles: dict[str, BuildConfig]  # the profiles without problems
+    descriptions: dict[str, str]
+    warnings: list[Issue]  # problems of profiles that are not selected
+    source: str = ""
+    profile: str | None = None
+    lines: dict[tuple, int] = field(default_factory=dict, repr=False)
+
+    @property
+    def config(self) -> BuildConfig:
+        return self.chosen
+
+    def where(self, key: str) -> str:
+        """FILE:LINE of a dotted key of the chosen settings (the profile's line when it sets
+        the key), or FILE alone when the key is not in the file."""
+        _, line = _locate(tuple(key.split(".")), self.lines, self.profile)
+        return f"{self.source}:{line}" if line else self.source
+
+    def document(self) -> dict:
+        return document(self.chosen, self.source, self.profile)
+
+    @property
+    def hash(self) -> str:
+        return self.document()["config_hash"]
+
+
+def check(path: str | Path, profile: str | None = None) -> Checked:
+    """Validate the whole file and apply `profile`. Problems of the defaults and of the chosen
+    profile are errors (ConfigError); those of the other profiles are warnings."""
     source = str(path)
     data, lines = _read_yaml(Path(path), source)
     if not isinstance(data, dict):
         line = lines.get(())
         raise ConfigError(source, [Issue("wrong_type", "(top level)", line, "expected a mapping")])
-    profiles = data.get("profiles", {})
-    if profiles is None:
-        profiles = {}
     base = {k: v for k, v in data.items() if k != "profiles"}
-    issues: list[Issue] = []
+    chosen, errors = _validate(base, lines, None)
+    profiles = data.get("profiles") or {}
+    found: dict[Any, list[Issue]] = {}
     if not isinstance(profiles, dict):
-        issues.append(
-            Issue("wrong_type", "profiles", lines.get(("profiles",)), "expected a mapping")
-        )
+        where = lines.get(("profiles",))
+        found[None] = [Issue("wrong_type", "profiles", where, "expected a mapping")]
         profiles = {}
-    default_cfg, found = _validate(base, lines, None)
-    issues += found
-    chosen = default_cfg
+    usable: dict[str, BuildConfig] = {}
     for name, body in profiles.items():
-        where = ("profiles", name)
-        if not isinstance(name, str) or not PROFILE_NAME.match(name):
-            issues.append(
-                Issue(
-                    "bad_profile_name",
-                    _dotted(where),
-                    lines.get(where),
-                    "profile names use a-z, 0-9, '-', '.', '_' (e.g. h100-fp8)",
-                )
-            )
-            continue
-        if not isinstance(body, dict):
-            issues.append(
-                Issue("wrong_type", _dotted(where), lines.get(where), "expected a mapping")
-            )
-            continue
-        over = {k: v for k, v in body.items() if k != "description"}
-        desc = body.get("description")
-        if desc is not None and not isinstance(desc, str):
-            line = lines.get((*where, "description"))
-            issues.append(
-                Issue("wrong_type", _dotted((*where, "description")), line, "expected a string")
-            )
-        if "profiles" in over:
-            line = lines.get((*where, "profiles"))
-            issues.append(
-                Issue("unknown_key", _dotted((*where, "profiles")), line, "profiles do not nest")
-            )
-            continue
-        cfg, found = _validate(_merge(base, over), lines, name)
-        issues += [i for i in found if i not in issues]
-        if name == profile:
-            chosen = cfg
-    if profile is not None and profile not in profiles:
-        names = sorted(str(n) for n in profiles)
-        close = difflib.get_close_matches(profile, names, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        cfg, found[name] = _check_profile(name, body, base, lines)
+        if cfg is not None and not found[name]:
+            usable[name] = cfg
+    if profile is not None:
+        errors += found.pop(profile, []) + found.pop(None, [])
+        chosen = usable.get(profile)
+        if profile not in profiles:
+            errors.append(_unknown_profile(profile, profiles, lines))
+    errors = _dedupe(errors)
+    taken = {(i.code, i.path, i.line) for i in errors}
+    warnings = [
+        replace(i, profile=name)
+        for name, issues in found.items()
+        for i in _dedupe(issues)
+        if (i.code, i.path, i.line) not in taken
+    ]
+    if errors or chosen is None:
+        raise ConfigError(source, errors or [_internal()], warnings)
+    descriptions = {n: (profiles[n].get("description") or "") for n in usable}
+    return Checked(chosen, usable, descriptions, warnings, source, profile, lines)
+
+
+def _internal() -> Issue:  # unreachable: no error means the chosen settings validated
+    return Issue("internal", "(file)", None, "no config resolved")
+
+
+def _check_profile(
+    name: Any, body: Any, base: dict, lines: dict
+) -> tuple[BuildConfig | None, list]:
+    """One profile applied to the defaults: its settings (None when unusable) and its issues."""
+    where = ("profiles", name)
+    if not isinstance(name, str) or not PROFILE_NAME.match(name):
+        message = "profile names use a-z, 0-9, '-', '.', '_' (e.g. h100-fp8)"
+        return None, [Issue("bad_profile_name", _dotted(where), lines.get(where), message)]
+    if not isinstance(body, dict):
+        return None, [Issue("wrong_type", _dotted(where), lines.get(where), "expected a mapping")]
+    issues = []
+    desc = body.get("description")
+    if desc is not None and not isinstance(desc, str):
+        line = lines.get((*where, "description"))
         issues.append(
-            Issue(
-                "unknown_profile",
-                "profiles",
-                lines.get(("profiles",)),
-                f"no profile {profile!r}{hint} (profiles: {', '.join(names) or 'none'})",
-            )
+            Issue("wrong_type", _dotted((*where, "description")), line, "expected a string")
         )
-    if issues:
-        raise ConfigError(source, _dedupe(issues))
-    if chosen is None:  # unreachable: no issues means every validation returned a config
-        raise ConfigError(source, [Issue("internal", "(file)", None, "no config resolved")])
-    return chosen
+    over = {k: v for k, v in body.items() if k != "description"}
+    if "profiles" in over:
+        line = lines.get((*where, "profiles"))
+        issues.append(
+            Issue("unknown_key", _dotted((*where, "profiles")), line, "profiles do not nest")
+        )
+        return None, issues
+    issues += _backend_pin(name, over, base, lines)
+    cfg, found = _validate(_merge(base, over), lines, name)
+    return cfg, issues + found
+
+
+def _backend_pin(name: str, over: dict, base: dict, lines: dict) -> list[Issue]:
+    """A profile that changes the backend pins a TensorRT-LLM version of that backend's window:
+    the top-level target.trtllm_version then only has to fit the top-level backend's."""
+    backend = over.get("backend")
+    target = over.get("target")
+    if backend not in BACKENDS or backend == base.get("backend"):
+        return []
+    if isinstance(target, dict) and "trtllm_version" in target:
+        return []
+    where = ("profiles", name, "backend")
+    message = (
+        f"a profile that changes the backend to {backend} also sets target.trtllm_version "
+        f"inside that backend's window ({versions.window_text(backend)}), so that the top-level "
+        "version can be any of its own backend's"
+    )
+    return [Issue("rule:profile_backend_needs_version", _dotted(where), lines.get(where), message)]
+
+
+def _unknown_profile(profile: str, profiles: dict, lines: dict) -> Issue:
+    names = sorted(str(n) for n in profiles)
+    close = _suggest(profile, names, cutoff=0.5)
+    hint = f"; did you mean {close!r}?" if close else ""
+    return Issue(
+        "unknown_profile",
+        "profiles",
+        lines.get(("profiles",)),
+        f"no profile {_show(profile)}{hint} (profiles: {', '.join(names) or 'none'})",
+    )
+
+
+def load(path: str | Path, profile: str | None = None) -> BuildConfig:
+    """Validate the whole file and return the settings with `profile` applied."""
+    return check(path, profile).chosen
 
 
 def _dedupe(issues: list[Issue]) -> list[Issue]:
@@ -592,25 +830,17 @@ def _dedupe(issues: list[Issue]) -> list[Issue]:
 
 
 def profiles_of(path: str | Path) -> dict[str, str]:
-    """Profile name -> description, after validating the whole file."""
-    load(path)
-    data, _ = _read_yaml(Path(path), str(path))
-    return {
-        name: (body.get("description") or "") for name, body in (data.get("profiles") or {}).items()
-    }
+    """Usable profile name -> description, after validating the whole file."""
+    return check(path).descriptions
 
 
-def profiles_for(path: str | Path, compute_capability: str) -> list[str]:
-    """Profiles whose target GPUs include this compute capability (call after load())."""
-    data, _ = _read_yaml(Path(path), str(path))
-    base_gpus = (data.get("target") or {}).get("gpus") or []
-    out = []
-    for name, body in (data.get("profiles") or {}).items():
-        gpus = ((body or {}).get("target") or {}).get("gpus", base_gpus)
-        ccs = {GpuTarget._cc_text(g.get("compute_capability")) for g in gpus}
-        if compute_capability in ccs:
-            out.append(name)
-    return out
+def profiles_for(checked: Checked, compute_capability: str) -> list[str]:
+    """Usable profiles whose target GPUs include this compute capability."""
+    return [
+        name
+        for name, cfg in checked.profiles.items()
+        if compute_capability in {g.compute_capability for g in cfg.target.gpus}
+    ]
 
 
 def config_hash(config: dict) -> str:
@@ -618,16 +848,21 @@ def config_hash(config: dict) -> str:
     return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
 
 
-def resolve(path: str | Path, profile: str | None = None) -> dict:
+def document(cfg: BuildConfig, path: str | Path, profile: str | None) -> dict:
     """The resolved-config JSON document (docs/internals.md, "Resolved config")."""
-    cfg = load(path, profile).model_dump(mode="json")
+    body = cfg.model_dump(mode="json")
     return {
         "schema_version": SCHEMA_VERSION,
         "source": str(path),
         "profile": profile,
-        "config_hash": config_hash(cfg),
-        "config": cfg,
+        "config_hash": config_hash(body),
+        "config": body,
     }
+
+
+def resolve(path: str | Path, profile: str | None = None) -> dict:
+    """The resolved-config JSON document of `profile` (warnings are dropped: see check())."""
+    return document(load(path, profile), path, profile)
 
 
 def json_schema() -> dict:
@@ -669,46 +904,9 @@ def _get(doc: dict, dotted: str) -> str | int | float | bool | None:
     return node
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="build_config.py", description=__doc__.split("\n\n")[0] if __doc__ else None
-    )
-    parser.add_argument("--config", help="build config YAML")
-    parser.add_argument("--profile", help="named profile to apply")
-    parser.add_argument(
-        "--get", metavar="KEY", help="print one resolved value, e.g. build.max_seq_len"
-    )
-    parser.add_argument("--list-profiles", action="store_true", help="name<TAB>description lines")
-    parser.add_argument("--schema", action="store_true", help="print the JSON Schema")
-    args = parser.parse_args(argv)
-    if args.schema:
-        print(json.dumps(json_schema(), indent=2))
-        return 0
-    if not args.config:
-        parser.print_usage(sys.stderr)
-        print("build_config.py: --config FILE is required", file=sys.stderr)
-        return 2
-    try:
-        if args.list_profiles:
-            for name, desc in profiles_of(args.config).items():
-                print(f"{name}\t{desc}")
-            return 0
-        doc = resolve(args.config, args.profile)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            print(f"config error: {issue.render(exc.source)}", file=sys.stderr)
-        return exc.code
-    if args.get:
-        try:
-            value = _get(doc, args.get)
-        except KeyError:
-            print(f"build_config.py: no scalar key {args.get!r} in the config", file=sys.stderr)
-            return 2
-        print(json.dumps(value) if not isinstance(value, str) else value)
-        return 0
-    print(json.dumps(doc, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+def print_issues(source: str, errors: list[Issue], warnings: list[Issue], prog: str = "") -> None:
+    """One stderr line per problem: `config error: FILE:LINE: KEY: message`, then warnings."""
+    for issue in errors:
+        print(f"{prog}config error: {issue.render(source)}", file=sys.stderr)
+    for issue in warnings:
+        print(f"{prog}config warning: {issue.render_warning(source)}", file=sys.stderr)

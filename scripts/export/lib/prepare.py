@@ -64,9 +64,8 @@ def check_tokenizer(model_dir: Path) -> None:
 
 
 def prepare(args: argparse.Namespace, stages: Stages) -> dict:
-    loaded = build_config.load_for_build(args.config, args.profile)
-    for line in loaded.warnings:
-        print(f"{PROG}: config warning: {line}", file=sys.stderr)
+    loaded = build_config.check(args.config, args.profile)
+    build_config.print_issues(loaded.source, [], loaded.warnings, prog=f"{PROG}: ")
     stages.done("config")
     facts = probe.collect(str(args.output.parent))
     stages.done("probe")
@@ -160,8 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         doc = prepare(args, stages)
     except build_config.ConfigError as exc:
-        for line in exc.lines():
-            print(f"{PROG}: config error: {line}", file=sys.stderr)
+        build_config.print_issues(exc.source, exc.issues, exc.warnings, prog=f"{PROG}: ")
         return exc.code
     except ExportError as err:
         return report(PROG, err)
