@@ -14,22 +14,22 @@
 #
 # Results: <artifact>/bench/<UTC time>/ holds dataset.jsonl (synthetic token ids, fixed seed),
 # report.json (trtllm-bench --report_json), bench.log and command.txt; the dir is printed on
-# stdout. Backend pytorch runs the bundle's checkpoint with its llm_api_options.yaml; engine runs
-# engine/ with the merged model (build.json inputs.model_dir) for the tokenizer and config.
+# stdout. steps/bench_plan.py reads build.json and writes the dataset and the command: backend
+# pytorch runs the bundle's checkpoint with its llm_api_options.yaml; engine runs engine/ with the
+# merged model (build.json inputs.model_dir) for the tokenizer and config.
 # Environment: PYTHON (default python3), OUTPUTS_DIR (default: outputs/ of this repository).
 # Exit codes: 0 ok, 1 trtllm-bench failed, 2 bad input.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 readonly SCRIPT_DIR
-readonly LIB_DIR="${SCRIPT_DIR}/lib"
 REPO_ROOT="$(cd "${SCRIPT_DIR}/../.." && pwd)"
 readonly REPO_ROOT
 readonly PROG="bench_tensorrt_llm"
 readonly NAME_PATTERN='^[A-Za-z0-9][A-Za-z0-9._-]*$'
 
 # shellcheck source=lib/log.sh
-source "${LIB_DIR}/log.sh"
+source "${SCRIPT_DIR}/lib/log.sh"
 
 usage() {
   help_from_header "${BASH_SOURCE[0]}"
@@ -69,56 +69,23 @@ bench_parse_args() {
   [[ -n "${NAME}" ]] || NAME="$(basename "${ARTIFACT}")"
 }
 
-# bench_get KEY: one value of the artifact's build.json (manifest.py parses; Bash does not).
-bench_get() {
-  "${PYTHON}" "${LIB_DIR}/manifest.py" get --file "${ARTIFACT}/build.json" --key "$1"
-}
-
 bench_main() {
-  local backend version tp pp results model_path config_json started status=0
-  local -a args
+  local results started status=0
+  local -a args=(--artifact "${ARTIFACT}" --name "${NAME}" --num-requests "${NUM_REQUESTS}"
+    --input-len "${INPUT_LEN}" --output-len "${OUTPUT_LEN}")
   [[ -f "${ARTIFACT}/build.json" ]] \
     || die --code 2 "no built artifact at ${ARTIFACT} (no build.json): make engine NAME=${NAME} first"
   command -v trtllm-bench >/dev/null \
     || die --code 2 "trtllm-bench is not on PATH: run inside the TensorRT-LLM release container"
-  backend="$(bench_get backend)"
-  version="$(bench_get environment.trtllm_version)"
-  args=(trtllm-bench --model "${NAME}")
-  if [[ "${backend}" == "pytorch" ]]; then
-    tp="$(bench_get parallel.tp_size)"
-    pp="$(bench_get parallel.pp_size)"
-    model_path="${ARTIFACT}/checkpoint"
-    config_json="${model_path}/config.json"
-  else
-    model_path="$(bench_get inputs.model_dir)"
-    config_json="${ARTIFACT}/engine/config.json"
-    [[ -f "${model_path}/config.json" ]] \
-      || die --code 2 "the engine benchmark needs the merged model for its tokenizer: ${model_path} is gone"
-  fi
-  [[ -f "${config_json}" ]] || die --code 2 "incomplete artifact: ${config_json} is missing"
-
-  results="${ARTIFACT}/bench/$(date -u +%Y%m%dT%H%M%SZ)"
-  mkdir -p "${results}"
-  log "dataset: ${NUM_REQUESTS} requests, ${INPUT_LEN} in / ${OUTPUT_LEN} out tokens"
-  "${PYTHON}" "${SCRIPT_DIR}/steps/bench_dataset.py" --config-json "${config_json}" \
-    --output "${results}/dataset.jsonl" --num-requests "${NUM_REQUESTS}" \
-    --input-len "${INPUT_LEN}" --output-len "${OUTPUT_LEN}" >"${results}/dataset.json"
-
-  args+=(--model_path "${model_path}" throughput --dataset "${results}/dataset.jsonl"
-    --report_json "${results}/report.json" --num_requests "${NUM_REQUESTS}")
-  if [[ "${backend}" == "pytorch" ]]; then
-    args+=(--backend pytorch --extra_llm_api_options "${ARTIFACT}/llm_api_options.yaml"
-      --tp "${tp}" --pp "${pp}")
-  else
-    args+=(--engine_dir "${ARTIFACT}/engine")
-    # From 1.0 trtllm-bench defaults to the PyTorch backend; an engine needs it named.
-    [[ "${version%%.*}" =~ ^[0-9]+$ && "${version%%.*}" -ge 1 ]] && args+=(--backend tensorrt)
-  fi
   [[ -z "${CONCURRENCY}" ]] || args+=(--concurrency "${CONCURRENCY}")
+  results="${ARTIFACT}/bench/$(date -u +%Y%m%dT%H%M%SZ)"
+  # the dataset and the exact command come from build.json (Python reads it; Bash does not)
+  "${PYTHON}" "${SCRIPT_DIR}/steps/bench_plan.py" "${args[@]}" --results "${results}" || exit $?
+  mapfile -d '' -t args <"${results}/argv"
   printf '%q ' "${args[@]}" >"${results}/command.txt"
   printf '\n' >>"${results}/command.txt"
-
-  log "trtllm-bench (${backend}, TensorRT-LLM ${version}); log: ${results}/bench.log"
+  log "dataset: ${NUM_REQUESTS} requests, ${INPUT_LEN} in / ${OUTPUT_LEN} out tokens"
+  log "${args[0]} on ${ARTIFACT}; log: ${results}/bench.log"
   started="${SECONDS}"
   "${args[@]}" >"${results}/bench.log" 2>&1 || status=$?
   if ((status != 0)); then

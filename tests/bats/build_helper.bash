@@ -99,9 +99,10 @@ build_calls() {
   grep -c "\"tool\": \"${tool}\"" "${FAKE_TRTLLM_CALLS}" || true
 }
 
-# build_json_get FILE KEY: one value of a JSON file (through the toolkit's own helper).
+# build_json_get FILE KEY: one value of a JSON file (a test helper: the toolkit's Bash never
+# reads JSON).
 build_json_get() {
-  "${PYTHON}" "${REPO_ROOT}/scripts/export/lib/manifest.py" get --file "$1" --key "$2"
+  "${PYTHON}" "${REPO_ROOT}/tests/fakes/json_get.py" "$1" "$2"
 }
 
 # build_wait_for FILE [SECONDS]: wait until FILE exists (a fake wrote it), fail after SECONDS.

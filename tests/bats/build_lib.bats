@@ -46,7 +46,7 @@ setup() {
   sleep 0 &
   dead=$!
   wait "${dead}"
-  mkdir -p "${PARENT}/.x.staging-${dead}/logs" "${PARENT}/.x.old-${dead}" \
+  mkdir -p "${PARENT}/x" "${PARENT}/.x.staging-${dead}/logs" "${PARENT}/.x.old-${dead}" \
     "${PARENT}/.x.staging-$$" "${PARENT}/.x.staging-1" "${PARENT}/.y.staging-${dead}"
   run staging_clear_stale "${PARENT}/x"
   assert_success
@@ -56,15 +56,15 @@ setup() {
   [[ -d "${PARENT}/.x.staging-$$" && -d "${PARENT}/.x.staging-1" && -d "${PARENT}/.y.staging-${dead}" ]]
 }
 
-@test "staging_swap renames a new output into place and replaces an existing one whole" {
-  mkdir -p "${PARENT}/.x.staging-1" && touch "${PARENT}/.x.staging-1/new"
-  staging_swap "${PARENT}/.x.staging-1" "${PARENT}/x"
-  [[ -f "${PARENT}/x/new" && ! -e "${PARENT}/.x.staging-1" ]]
-  mkdir -p "${PARENT}/.x.staging-2" && touch "${PARENT}/.x.staging-2/newer"
-  staging_swap "${PARENT}/.x.staging-2" "${PARENT}/x"
-  [[ -f "${PARENT}/x/newer" && ! -e "${PARENT}/x/new" ]]
-  run ls -A "${PARENT}"
-  assert_output "x"
+@test "staging_clear_stale keeps an old artifact moved aside while its output is missing" {
+  local dead
+  sleep 0 &
+  dead=$!
+  wait "${dead}"
+  mkdir -p "${PARENT}/.x.old-${dead}"
+  run staging_clear_stale "${PARENT}/x"
+  assert_success
+  [[ -d "${PARENT}/.x.old-${dead}" ]]
 }
 
 @test "staging_path puts the staging dir beside the output, named after it and the pid" {

@@ -91,7 +91,7 @@ build_bundle() {
   build_use_stack 1.2.0
   run --separate-stderr "${OUT}/serve.sh" --host 0.0.0.0 --port 8123
   assert_success
-  assert_output --partial "would serve ${OUT}/checkpoint on 0.0.0.0:8123 (backend pytorch)"
+  assert_output --partial "would serve checkpoint on 0.0.0.0:8123 (backend pytorch)"
   run grep -c '"tool": "trtllm-serve"' "${FAKE_TRTLLM_LOG}"
   assert_output "1"
 }

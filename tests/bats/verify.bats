@@ -62,12 +62,13 @@ report_get() {
 @test "a bundle on a matching machine passes every check, golden prompts included" {
   verify_on pytorch h200 1.2.0
   assert_success
-  assert_line --regexp '^pass  manifest '
-  assert_line --regexp '^pass  trtllm_version +installed 1\.2\.0, bundle made for 1\.2\.0$'
-  assert_line --regexp '^skip  tensorrt +the PyTorch backend does not use TensorRT$'
-  assert_line --regexp '^pass  gpu_count '
-  assert_line --regexp '^pass  golden +4/4 prompts agree'
-  [[ "${#lines[@]}" == 8 ]]
+  assert_line --regexp '^\[ok\] +manifest '
+  assert_line --regexp '^\[ok\] +trtllm_version +installed 1\.2\.0, bundle made for 1\.2\.0$'
+  refute_line --regexp ' tensorrt '
+  assert_line --regexp '^\[ok\] +gpu_count '
+  assert_line --regexp '^\[ok\] +golden +4/4 prompts agree'
+  [[ "${#lines[@]}" == 7 ]]
+  [[ "${stderr}" == *"verify: verified; report in"* ]]
   run report_get ok
   assert_output "true"
   run report_get golden.prompts
@@ -77,16 +78,16 @@ report_get() {
 @test "an engine on the machine it was built for passes, golden prompts through the engine LLM" {
   verify_on engine h200 1.2.0
   assert_success
-  assert_line --regexp '^pass  tensorrt +installed TensorRT 10\.14\.1\.48 = built 10\.14\.1\.48$'
-  assert_line --regexp '^pass  gpu_arch +NVIDIA H200 \(SM 9\.0\) = built for SM 9\.0$'
-  assert_line --regexp '^pass  golden '
+  assert_line --regexp '^\[ok\] +tensorrt +installed TensorRT 10\.14\.1\.48 = built 10\.14\.1\.48$'
+  assert_line --regexp '^\[ok\] +gpu_arch +NVIDIA H200 \(SM 9\.0\) = built for SM 9\.0$'
+  assert_line --regexp '^\[ok\] +golden '
 }
 
 @test "an artifact that disagrees with the merged model fails the golden check (exit 1)" {
   export FAKE_TRTLLM_GOLDEN_SHIFT=1
   verify_on pytorch h200 1.2.0
   assert_failure 1
-  assert_line --regexp '^fail  golden +0/4 prompts agree'
+  assert_line --regexp '^\[FAIL\] golden +0/4 prompts agree'
   run report_get ok
   assert_output "false"
 }
@@ -94,28 +95,28 @@ report_get() {
 @test "an engine on another GPU fails gpu_arch and skips the golden check" {
   verify_on engine a100 1.2.0
   assert_failure 1
-  assert_line --regexp '^fail  gpu_arch +engine built for SM 9\.0, this machine has SM 8\.0'
-  assert_line --regexp '^skip  golden +an earlier check failed'
+  assert_line --regexp '^\[FAIL\] gpu_arch +engine built for SM 9\.0, this machine has SM 8\.0'
+  assert_line --regexp '^\[skip\] golden +an earlier check failed'
 }
 
 @test "another TensorRT-LLM version fails trtllm_version: exact for engines, the line for bundles" {
   verify_on engine h200 1.1.0
   assert_failure 1
-  assert_line --regexp '^fail  trtllm_version +installed 1\.1\.0, engine built with 1\.2\.0'
-  assert_line --regexp '^fail  tensorrt '
+  assert_line --regexp '^\[FAIL\] trtllm_version +installed 1\.1\.0, engine built with 1\.2\.0'
+  assert_line --regexp '^\[FAIL\] tensorrt '
   verify_on pytorch h200 1.1.0
   assert_failure 1
-  assert_line --regexp '^fail  trtllm_version +installed 1\.1\.0, bundle made for the 1\.2\.0 line'
+  assert_line --regexp '^\[FAIL\] trtllm_version +installed 1\.1\.0, bundle made for the 1\.2\.0 line'
 }
 
 @test "too few GPUs for the world size fails gpu_count; eight pass it, and an old driver fails driver" {
   verify_on engine-tp2 h200 1.2.0
   assert_failure 1
-  assert_line --regexp '^fail  gpu_count +world size 2 needs 2 GPUs, 1 visible'
+  assert_line --regexp '^\[FAIL\] gpu_count +world size 2 needs 2 GPUs, 1 visible'
   # eight H100s: enough GPUs, though their driver (CUDA 12.8) is too old for this CUDA 13 build
   verify_on engine-tp2 h100x8 1.2.0
-  assert_line --regexp '^pass  gpu_count +8 GPU\(s\) visible for world size 2$'
-  assert_line --regexp '^fail  driver +driver supports CUDA 12\.8, the build used CUDA 13\.0'
+  assert_line --regexp '^\[ok\] +gpu_count +8 GPU\(s\) visible for world size 2$'
+  assert_line --regexp '^\[FAIL\] driver +driver supports CUDA 12\.8, the build used CUDA 13\.0'
   run report_get checks.5.status
   assert_output "pass"
 }
@@ -123,18 +124,18 @@ report_get() {
 @test "no GPU at all fails instead of passing what it could not check" {
   verify_on pytorch none 1.2.0
   assert_failure 1
-  assert_line --regexp '^fail  gpu_arch +no NVIDIA GPU visible'
-  refute_line --regexp '^pass  (gpu_count|golden)'
+  assert_line --regexp '^\[FAIL\] gpu_arch +no NVIDIA GPU visible'
+  refute_line --regexp '^\[ok\] +(gpu_count|golden)'
 }
 
 @test "--json prints the report with its schema version and writes the same into build.json" {
   verify_on pytorch none 1.2.0 --json
   assert_failure 1
   run "${PYTHON}" -c 'import json, sys; r = json.load(sys.stdin); print(r["schema_version"], r["ok"], len(r["checks"]))' <<<"${output}"
-  assert_output "1 False 8"
+  assert_output "1 False 7"
   run report_get schema_version
   assert_output "1"
-  run report_get checks.4.id
+  run report_get checks.3.id
   assert_output "gpu_arch"
 }
 

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import build_config
-import compat
+import check_config
 import pytest
+import versions
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "configs" / "export" / "tensorrt_llm.yaml"
@@ -93,7 +94,7 @@ def _assert_refused(row: Row, capsys) -> None:
     argv = ["--config", str(row.config)] + (
         [] if row.profile is None else ["--profile", row.profile]
     )
-    assert build_config.main(argv) == 2
+    assert check_config.main(argv) == 2
     out, err = capsys.readouterr()
     assert out == ""
     where = f"{row.config}:{row.line}: " if row.line else f"{row.config}: "
@@ -106,7 +107,7 @@ def _assert_refused(row: Row, capsys) -> None:
 
 @pytest.mark.parametrize("path", GOOD, ids=[p.stem for p in GOOD])
 def test_good_config_resolves(path, capsys):
-    assert build_config.main(["--config", str(path)]) == 0
+    assert check_config.main(["--config", str(path)]) == 0
     out, err = capsys.readouterr()
     assert err == ""  # not even a warning
     doc = json.loads(out)
@@ -173,13 +174,13 @@ def test_profile_overrides_only_what_it_names_and_replaces_lists():
 def test_a_problem_in_an_unselected_profile_is_a_warning_line_and_the_build_goes_on(capsys):
     path = FIXTURES / "bad" / "profile-conflict.yaml"
     row = _row(path)
-    assert build_config.main(["--config", str(path)]) == 0
+    assert check_config.main(["--config", str(path)]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["profile"] is None
     (line,) = err.splitlines()
     assert line.startswith(f"config warning: {path}:{row.line}: {row.key}: ")
     assert line.endswith("(profile long is not selected: this build goes on)")
-    assert build_config.main(["--config", str(path), "--profile", "long"]) == 2
+    assert check_config.main(["--config", str(path), "--profile", "long"]) == 2
     assert capsys.readouterr().err.startswith(f"config error: {path}:{row.line}: {row.key}: ")
 
 
@@ -187,14 +188,14 @@ def test_a_broken_profile_never_blocks_another_profile(tmp_path, capsys):
     path = tmp_path / "c.yaml"
     tail = "profiles:\n  good: {dtype: bfloat16}\n  broken: {dtype: bf16}\n  typo: {biuld: {}}\n"
     path.write_text((FIXTURES / "good" / "minimal.yaml").read_text() + tail)
-    assert build_config.main(["--config", str(path), "--profile", "good"]) == 0
+    assert check_config.main(["--config", str(path), "--profile", "good"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["config"]["dtype"] == "bfloat16"
     assert [w.split(": ")[1:3] for w in err.splitlines()] == [
         [f"{path}:40", "profiles.broken.dtype"],
         [f"{path}:41", "profiles.typo.biuld"],
     ]
-    assert build_config.main(["--config", str(path), "--list-profiles"]) == 0
+    assert check_config.main(["--config", str(path), "--list-profiles"]) == 0
     out, err = capsys.readouterr()
     assert out == "good\t\n"  # only the usable profiles; the others are warnings
     assert len(err.splitlines()) == 2
@@ -214,9 +215,9 @@ def test_a_rule_broken_only_by_a_profile_points_at_the_profile(tmp_path):
 
 def _engine_versions() -> list[str]:
     """A version of every release line in the engine backend's window, and its last one."""
-    window = compat.tables()["backends"]["engine"]
-    lines = [f"{line}.0" for line in compat.tables()["trtllm"]]
-    return [v for v in lines if compat.window_problem("engine", v) is None] + [window["max"]]
+    window = versions.tables()["backends"]["engine"]
+    lines = [f"{line}.0" for line in versions.tables()["trtllm"]]
+    return [v for v in lines if versions.window_problem("engine", v) is None] + [window["max"]]
 
 
 @pytest.mark.parametrize("version", _engine_versions())
@@ -227,7 +228,7 @@ def test_the_shipped_config_stays_valid_for_any_engine_version(version, tmp_path
     path.write_text(text.replace('trtllm_version: "1.2.0"\n', f'trtllm_version: "{version}"\n', 1))
     for profile in [None, *build_config.profiles_of(SHIPPED)]:
         argv = ["--config", str(path)] + ([] if profile is None else ["--profile", profile])
-        assert build_config.main(argv) == 0, (version, profile)
+        assert check_config.main(argv) == 0, (version, profile)
         assert capsys.readouterr().err == "", (version, profile)
 
 
@@ -236,20 +237,20 @@ def test_a_profile_that_pins_its_backends_version_is_valid(tmp_path, capsys):
     text = (FIXTURES / "good" / "minimal.yaml").read_text().replace('"1.2.0"', '"0.16.0"')
     tail = 'profiles:\n  torch:\n    backend: pytorch\n    target: {trtllm_version: "1.3.0"}\n'
     path.write_text(text + tail)
-    assert build_config.main(["--config", str(path), "--profile", "torch"]) == 0
+    assert check_config.main(["--config", str(path), "--profile", "torch"]) == 0
     out, err = capsys.readouterr()
     assert json.loads(out)["config"]["target"]["trtllm_version"] == "1.3.0"
     assert err == ""
 
 
 def test_unknown_profile_is_exit_2_with_a_suggestion(capsys):
-    assert build_config.main(["--config", str(SHIPPED), "--profile", "h100-fp9"]) == 2
+    assert check_config.main(["--config", str(SHIPPED), "--profile", "h100-fp9"]) == 2
     err = capsys.readouterr().err
     assert "no profile 'h100-fp9'; did you mean 'h100-fp8'?" in err
 
 
 def test_missing_file_is_exit_2(tmp_path, capsys):
-    assert build_config.main(["--config", str(tmp_path / "nope.yaml")]) == 2
+    assert check_config.main(["--config", str(tmp_path / "nope.yaml")]) == 2
     assert "no such file" in capsys.readouterr().err
 
 
@@ -295,16 +296,16 @@ def test_schema_covers_every_key_of_the_shipped_file():
 
 
 def test_get_prints_one_scalar_and_refuses_mappings(capsys):
-    assert build_config.main(["--config", str(SHIPPED), "--profile", "a10-int8",
+    assert check_config.main(["--config", str(SHIPPED), "--profile", "a10-int8",
                               "--get", "build.max_seq_len"]) == 0  # fmt: skip
     assert capsys.readouterr().out == "4096\n"
-    assert build_config.main(["--config", str(SHIPPED), "--get", "target.gpus.0.name"]) == 0
+    assert check_config.main(["--config", str(SHIPPED), "--get", "target.gpus.0.name"]) == 0
     assert capsys.readouterr().out == "H100\n"
-    assert build_config.main(["--config", str(SHIPPED), "--get", "build"]) == 2
+    assert check_config.main(["--config", str(SHIPPED), "--get", "build"]) == 2
 
 
 def test_list_profiles_prints_name_tab_description(capsys):
-    assert build_config.main(["--config", str(SHIPPED), "--list-profiles"]) == 0
+    assert check_config.main(["--config", str(SHIPPED), "--list-profiles"]) == 0
     rows = capsys.readouterr().out.splitlines()
     names = [r.split("\t")[0] for r in rows]
     assert {"h100-fp8", "a100-bf16", "l40s-int4", "h200-fp8"} <= set(names)

@@ -3,15 +3,25 @@ publish (serve command per version, tokenizer copy + load check, engine layout),
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
+import os
+import stat
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
+import artifact_files
 import hints
 import manifest
 import publish
 import pytest
 import run_step
+import serve_script
+import tokenizer_check
+from errors import ExportError
 
 # --------------------------------------------------------------------------- hints
 
@@ -133,13 +143,13 @@ def test_fingerprint_changes_with_tokenizer_and_merge_info(model_dir):
 
 
 def test_fingerprint_of_a_dir_without_config_is_bad_input(tmp_path):
-    with pytest.raises(manifest.ManifestError) as err:
+    with pytest.raises(ExportError) as err:
         manifest.model_fingerprint(tmp_path)
     assert err.value.code == 2
 
 
 def _docs(model_dir: Path, staging: str, steps=None, tensorrt="10.14.1"):
-    config = {"schema_version": 1, "config_hash": "sha256:c", "config": {"backend": "engine"}}
+    config = "sha256:c"
     facts = {"schema_version": 1, "packages": {"tensorrt_llm": "1.2.0", "tensorrt": tensorrt}}
     plan = {
         "schema_version": 1,
@@ -173,31 +183,72 @@ def test_build_id_ignores_the_staging_pid_and_model_path_but_not_versions(tmp_pa
     assert c["build_id"] != a["build_id"]
 
 
-def test_status_says_absent_same_different_or_incomplete(tmp_path):
+def test_status_says_absent_same_damaged_different_or_incomplete(tmp_path):
     out = tmp_path / "artifact"
-    assert manifest.output_status(out, "sha256:1") == "absent"
+    assert manifest.output_status(out, "sha256:1") == ("absent", {})
     out.mkdir()
-    assert manifest.output_status(out, "sha256:1") == "incomplete"
-    (out / "build.json").write_text('{"build_id": "sha256:1"}')
-    assert manifest.output_status(out, "sha256:1") == "same"
-    assert manifest.output_status(out, "sha256:2") == "different"
-
-
-def test_get_prints_one_value_and_fails_on_a_missing_key(tmp_path, capsys):
-    f = tmp_path / "build.json"
-    f.write_text('{"schema_version": 1, "serve": {"argv": ["trtllm-serve", "engine"]}}')
-    assert manifest.main(["get", "--file", str(f), "--key", "serve.argv.0"]) == 0
-    assert capsys.readouterr().out == "trtllm-serve\n"
-    assert manifest.main(["get", "--file", str(f), "--key", "serve.nope"]) == 1
-
-
-def test_steps_refuses_a_step_name_that_is_not_a_plain_word(tmp_path, capsys):
-    f = tmp_path / "plan.json"
-    f.write_text(
-        json.dumps({"schema_version": 1, "steps": [{"name": "convert"}, {"name": "../x"}]})
+    assert manifest.output_status(out, "sha256:1")[0] == "incomplete"
+    (out / "engine").mkdir()
+    (out / "engine" / "rank0.engine").write_bytes(b"x" * 300_000)
+    (out / "serve.sh").write_text("exec x\n")
+    files = artifact_files.describe(out)
+    (out / "build.json").write_text(
+        json.dumps({"build_id": "sha256:1", "artifact": {"files": files}})
     )
-    assert manifest.main(["steps", "--plan", str(f)]) == 1
-    assert "no usable name" in capsys.readouterr().err
+    assert manifest.output_status(out, "sha256:1") == ("same", {})
+    assert manifest.output_status(out, "sha256:2")[0] == "different"
+    with (out / "engine" / "rank0.engine").open("r+b") as fh:  # same size, other bytes
+        fh.seek(150_000)
+        fh.write(b"y")
+    (out / "serve.sh").unlink()
+    status, details = manifest.output_status(out, "sha256:1")
+    assert status == "damaged"
+    assert details == {"missing": ["serve.sh"], "changed": ["engine/rank0.engine"]}
+
+
+def test_a_build_json_without_a_file_list_is_damaged(tmp_path):
+    (tmp_path / "build.json").write_text('{"build_id": "sha256:1"}')
+    assert manifest.output_status(tmp_path, "sha256:1")[0] == "damaged"
+
+
+def test_describe_lists_every_file_with_size_and_sha256_and_damage_full_sees_any_change(tmp_path):
+    (tmp_path / "a").write_bytes(b"hello")
+    (tmp_path / "build.json").write_text("{}")
+    files = artifact_files.describe(tmp_path)
+    assert list(files) == ["a"]
+    assert files["a"]["bytes"] == 5
+    assert files["a"]["sha256"] == hashlib.sha256(b"hello").hexdigest()
+    assert artifact_files.damage(tmp_path, files, full=True) == ([], [])
+    big = tmp_path / "big"
+    big.write_bytes(b"\0" * 2_000_000)
+    files = artifact_files.describe(tmp_path)
+    with big.open("r+b") as fh:  # a byte no sample window covers: only the full hash sees it
+        fh.seek(1_000_000 + 100_000)
+        fh.write(b"z")
+    assert artifact_files.damage(tmp_path, files) == ([], [])
+    assert artifact_files.damage(tmp_path, files, full=True) == ([], ["big"])
+
+
+def test_make_readable_gives_0644_files_and_0755_scripts_and_dirs(tmp_path):
+    (tmp_path / "d").mkdir(mode=0o700)
+    (tmp_path / "d" / "w.safetensors").write_bytes(b"x")
+    (tmp_path / "d" / "w.safetensors").chmod(0o600)
+    (tmp_path / "serve.sh").write_text("x")
+    (tmp_path / "serve.sh").chmod(0o700)
+    artifact_files.make_readable(tmp_path)
+
+    def mode(p):
+        return stat.S_IMODE(p.stat().st_mode)
+
+    assert mode(tmp_path / "d") == 0o755 and mode(tmp_path / "serve.sh") == 0o755
+    assert mode(tmp_path / "d" / "w.safetensors") == 0o644
+
+
+def test_os_errors_become_one_line_with_the_path_and_the_fix():
+    err = artifact_files.os_error(OSError(errno.ENOSPC, "No space left on device", "/o/x"))
+    assert err.code == 1 and "/o/x" in err.line() and "larger disk" in err.line()
+    err = artifact_files.os_error(OSError(errno.EROFS, "Read-only file system", "/o"))
+    assert "writable" in err.fix
 
 
 # --------------------------------------------------------------------------- publish
@@ -213,18 +264,17 @@ SERVE_CASES = [
 
 @pytest.mark.parametrize(("version", "tp", "pp", "expected", "kind"), SERVE_CASES)
 def test_serve_command_follows_the_version_and_world_size(version, tp, pp, expected, kind):
-    serve = publish.serve_command(version, tp, pp)
-    argv = serve["argv"]
-    assert serve["kind"] == kind and serve["world_size"] == tp * pp
+    argv = serve_script.engine_argv(version, tp, pp)
+    assert (argv[0] == "trtllm-serve") == (kind == "trtllm-serve")
     assert any(argv[i : i + len(expected)] == expected for i in range(len(argv)))
     if version == "0.16.0":
         assert "--backend" not in argv
 
 
-def test_check_model_refuses_a_model_without_tokenizer(model_dir):
+def test_copy_tokenizer_refuses_a_model_without_tokenizer(model_dir, tmp_path):
     (model_dir / "tokenizer.json").unlink()
-    with pytest.raises(publish.PublishError) as err:
-        publish.check_model(model_dir)
+    with pytest.raises(ExportError) as err:
+        publish.copy_tokenizer(model_dir, tmp_path / "tok")
     assert err.value.code == 2
 
 
@@ -233,7 +283,7 @@ def test_check_engine_names_the_missing_rank(tmp_path):
     engine.mkdir()
     (engine / "config.json").write_text('{"version": "1.2.0"}')
     (engine / "rank0.engine").write_bytes(b"x")
-    with pytest.raises(publish.PublishError, match=r"rank\(s\) 1 of world size 2"):
+    with pytest.raises(ExportError, match=r"rank\(s\) 1 of world size 2"):
         publish.check_engine(engine, 2)
     assert publish.check_engine(engine, 1)["trtllm_version"] == "1.2.0"
 
@@ -241,7 +291,8 @@ def test_check_engine_names_the_missing_rank(tmp_path):
 def test_copy_tokenizer_copies_and_loads_a_real_tokenizer(tiny_model_cache, tmp_path):
     info = publish.copy_tokenizer(tiny_model_cache("llama"), tmp_path / "tokenizer")
     assert info["load_check"] == "ok" and info["chat_template"] is True
-    assert "tokenizer.json" in info["files"] and "generation_config.json" in info["files"]
+    copied = {p.name for p in (tmp_path / "tokenizer").iterdir()}
+    assert {"tokenizer.json", "generation_config.json"} <= copied
     assert not (tmp_path / "tokenizer" / "config.json").exists()
     assert not list((tmp_path / "tokenizer").glob("*.safetensors"))
 
@@ -251,18 +302,58 @@ def test_a_tokenizer_that_does_not_load_fails_the_publish(tmp_path):
     tok.mkdir()
     (tok / "tokenizer.json").write_text("not json")
     (tok / "tokenizer_config.json").write_text('{"tokenizer_class": "PreTrainedTokenizerFast"}')
-    with pytest.raises(publish.PublishError, match="does not load"):
-        publish.load_tokenizer(tok)
+    with pytest.raises(ExportError, match="does not load"):
+        tokenizer_check.check(tok)
 
 
-def test_serve_sh_is_executable_and_runs_from_its_own_dir(tmp_path):
-    path = tmp_path / "serve.sh"
-    serve = publish.serve_command("1.2.0", 2, 1)
-    publish.write_serve_sh(path, serve, "sha256:" + "0" * 64, {"gpu": {"name": "H200"}})
+def test_a_chat_template_that_does_not_compile_fails_the_publish(tiny_model_cache, tmp_path):
+    publish.copy_tokenizer(tiny_model_cache("llama"), tmp_path / "tok")
+    (tmp_path / "tok" / "chat_template.jinja").write_text("{% for m in messages %}")
+    with pytest.raises(ExportError, match="does not compile"):
+        tokenizer_check.check(tmp_path / "tok")
+
+
+def test_the_tokenizer_check_does_not_import_transformers(tiny_model_cache, tmp_path):
+    publish.copy_tokenizer(tiny_model_cache("llama"), tmp_path / "tok")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import tokenizer_check; "
+        "tokenizer_check.check(__import__('pathlib').Path(sys.argv[2])); "
+        "print('transformers' in sys.modules)"
+    )
+    lib = Path(__file__).resolve().parents[2] / "scripts" / "export" / "lib"
+    argv = [sys.executable, "-c", code, str(lib), str(tmp_path / "tok")]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_serve_sh_is_executable_and_runs_from_its_own_dir_through_a_symlink(tmp_path):
+    artifact = tmp_path / "artifact"
+    (artifact / "engine").mkdir(parents=True)
+    path = artifact / "serve.sh"
+    argv = serve_script.engine_argv("1.2.0", 2, 1)
+    plan = {
+        "backend": "engine",
+        "trtllm_version": "1.2.0",
+        "world_size": 2,
+        "gpu": {"name": "H200", "compute_capability": "9.0"},
+    }
+    serve = serve_script.write(path, argv, "sha256:" + "0" * 64, plan)
+    assert serve["argv"] == argv and serve["script"] == "serve.sh"
     text = path.read_text()
     assert path.stat().st_mode & 0o111
-    assert 'cd "$(dirname "${BASH_SOURCE[0]}")"' in text
     assert text.rstrip().endswith('--tp_size 2 --pp_size 1 "$@"')
+    # a fake trtllm-serve that prints where it runs; serve.sh started through a link elsewhere
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "trtllm-serve").write_text("#!/bin/sh\npwd; ls -d engine\n")
+    (bin_dir / "trtllm-serve").chmod(0o755)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "serve").symlink_to(path)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    argv = [str(tmp_path / "elsewhere" / "serve")]
+    out = subprocess.run(argv, cwd="/", env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == [str(artifact), "engine"]
 
 
 # --------------------------------------------------------------------------- run_step

@@ -13,16 +13,31 @@ from pathlib import Path
 import bundle
 import llm_api_options
 import pytest
+import serve_script
+import typed_configs as configs
 import yaml
+from errors import ExportError
 
 REPO = Path(__file__).resolve().parents[2]
-CONFIG = {
+CONFIG = configs.typed(
+    None,
+    **{
+        "backend": "pytorch",
+        "dtype": "auto",
+        "build.max_batch_size": 16,
+        "build.max_num_tokens": 2048,
+        "build.max_seq_len": 1024,
+        "parallel.tp_size": 1,
+        "parallel.pp_size": 1,
+        "runtime.kv_cache_free_gpu_memory_fraction": 0.8,
+        "runtime.cuda_graphs": True,
+    },
+)
+PLAN = {
     "backend": "pytorch",
-    "dtype": "auto",
-    "build": {"max_batch_size": 16, "max_num_tokens": 2048, "max_seq_len": 1024},
-    "parallel": {"tp_size": 1, "pp_size": 1},
-    "quantization": {"mode": "none", "kv_cache_dtype": "auto", "calibration": {}},
-    "runtime": {"kv_cache_free_gpu_memory_fraction": 0.8, "cuda_graphs": True},
+    "trtllm_version": "1.2.0",
+    "world_size": 1,
+    "gpu": {"name": "H200", "compute_capability": "9.0"},
 }
 
 
@@ -68,6 +83,7 @@ def test_options_yaml_is_the_checked_config(model: Path, tmp_path: Path):
 
 def test_serve_sh_launches_the_bundle_through_a_strict_trtllm_serve(model: Path, tmp_path: Path):
     part = bundle.publish_bundle(tmp_path / "stage", model, CONFIG, "1.2.0")
+    serve_script.write(tmp_path / "stage" / "serve.sh", bundle.serve_argv(), "sha256:0", PLAN)
     served = tmp_path / "copied"
     shutil.copytree(tmp_path / "stage", served)  # serve.sh is relative: the bundle is copyable
     assert os.access(served / "serve.sh", os.X_OK)
@@ -94,8 +110,12 @@ def test_serve_sh_launches_the_bundle_through_a_strict_trtllm_serve(model: Path,
     )
     assert run.returncode == 0, run.stderr
     call = json.loads(log.read_text())
-    assert call["argv"][0] == str(served / "checkpoint")
+    assert call["argv"][0] == "checkpoint"  # relative: serve.sh runs in the bundle's own dir
     assert call["argv"][-2:] == ["--port", "8123"]
+    # every serving option is in the YAML, given once: no flag repeats one of its keys
+    assert call["argv"][1:-2] == [
+        "--backend", "pytorch", "--extra_llm_api_options", "llm_api_options.yaml"
+    ]  # fmt: skip
     assert part["serve_command"][0] == "trtllm-serve"
 
 
@@ -110,26 +130,15 @@ def test_a_quantized_checkpoint_in_staging_is_used_in_place(model: Path, tmp_pat
     assert (ckpt / "tokenizer.json").is_file()
 
 
-@pytest.mark.parametrize(
-    ("config", "version", "needle"),
-    [
-        (
-            {**CONFIG, "quantization": {"mode": "int8_sq", "kv_cache_dtype": "auto"}},
-            "1.2.0",
-            "engine-only",
-        ),
-        (CONFIG, "0.16.0", "1.0 or newer"),
-    ],
-)
-def test_bad_input_raises_before_anything_is_written(
-    model: Path, tmp_path: Path, config, version, needle
+def test_a_version_without_pytorch_serving_raises_before_anything_is_written(
+    model: Path, tmp_path: Path
 ):
-    with pytest.raises(bundle.BundleError, match=needle):
-        bundle.publish_bundle(tmp_path, model, config, version)
+    with pytest.raises(ExportError, match=r"1\.0 or newer"):
+        bundle.publish_bundle(tmp_path, model, CONFIG, "0.16.0")
     assert list(tmp_path.iterdir()) == []
 
 
 def test_a_dir_without_config_json_is_refused(tmp_path: Path):
     (tmp_path / "m").mkdir()
-    with pytest.raises(bundle.BundleError, match=r"config\.json"):
+    with pytest.raises(ExportError, match=r"config\.json"):
         bundle.publish_bundle(tmp_path / "s", tmp_path / "m", CONFIG, "1.2.0")

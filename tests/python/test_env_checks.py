@@ -1,4 +1,5 @@
-"""compat.py: version windows, the dependency table, GPU vs precision, driver vs CUDA, host."""
+"""env_checks.py and versions.py: version windows, the dependency table, GPU vs precision,
+driver vs CUDA, host."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import os
 import sys
 from pathlib import Path
 
-import build_config
 import env_checks
 import probe
 import pytest
+import typed_configs as configs
+import versions
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "configs" / "export" / "tensorrt_llm.yaml"
@@ -57,16 +59,9 @@ def facts(gpu: str = "h100", trtllm: str | None = "1.2.0", **packages) -> dict:
     }  # fmt: skip
 
 
-def config(profile: str | None = None, **changes) -> dict:
-    """The shipped config with a profile; changes as {"build.max_seq_len": 4096}."""
-    cfg = build_config.resolve(SHIPPED, profile)["config"]
-    for dotted, value in changes.items():
-        node = cfg
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return cfg
+def config(profile: str | None = None, **changes):
+    """The shipped config with a profile, typed; changes as parallel__tp_size=2."""
+    return configs.typed(profile, **changes)
 
 
 def by_id(checks: list[dict]) -> dict[str, dict]:
@@ -101,12 +96,12 @@ def status(checks: list[dict], cid: str) -> str:
     ],
 )
 def test_backend_windows(backend, version, inside):
-    assert (env_checks.window_problem(backend, version) is None) == inside
+    assert (versions.window_problem(backend, version) is None) == inside
 
 
 def test_a_version_past_the_engine_window_points_to_the_pytorch_backend():
-    assert "backend: pytorch" in env_checks.window_problem("engine", "1.3.0")
-    assert "backend: engine" in env_checks.window_problem("pytorch", "0.21.0")
+    assert "backend: pytorch" in versions.window_problem("engine", "1.3.0")
+    assert "backend: engine" in versions.window_problem("pytorch", "0.21.0")
 
 
 # --- the dependency table ------------------------------------------------------------------------
@@ -114,8 +109,7 @@ def test_a_version_past_the_engine_window_points_to_the_pytorch_backend():
 
 @pytest.mark.parametrize("trtllm", list(make_dist_info.STACKS))
 def test_each_released_stack_passes_its_own_version_checks(trtllm):
-    cfg = config("h100-fp8")
-    cfg["target"]["trtllm_version"] = trtllm
+    cfg = config("h100-fp8", **{"target.trtllm_version": trtllm})
     checks = env_checks.run_checks(cfg, facts("h100", trtllm))
     stack_ids = {"tensorrt_version", "torch_version", "modelopt_version", "transformers_version"}
     assert [c for c in checks if c["id"] in stack_ids and c["status"] != "pass"] == []
@@ -278,8 +272,8 @@ def test_no_gpu(gpu, require, expected):
 
 
 def test_no_gpu_still_catches_a_target_that_cannot_run_the_precision():
-    cfg = config("h100-fp8")
-    cfg["target"]["gpus"] = [{"name": "A100", "compute_capability": "8.0", "memory_gib": 80}]
+    a100 = [{"name": "A100", "compute_capability": "8.0", "memory_gib": 80}]
+    cfg = config("h100-fp8", **{"target.gpus": a100})
     checks = env_checks.run_checks(cfg, facts("none"), require_machine=False)
     assert status(checks, "gpu_precision") == "fail"
 
@@ -332,17 +326,17 @@ def test_calibration_data(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = config("h100-fp8")
     assert status(env_checks.run_checks(cfg, facts("h100")), "calibration") == "warn"
-    cfg["quantization"]["calibration"]["dataset"] = "calib.jsonl"
+    cfg = config("h100-fp8", **{"quantization.calibration.dataset": "calib.jsonl"})
     assert status(env_checks.run_checks(cfg, facts("h100")), "calibration") == "fail"
     (tmp_path / "calib.jsonl").write_text('{"text": "hi"}\n')
     assert status(env_checks.run_checks(cfg, facts("h100")), "calibration") == "pass"
 
 
 def test_every_check_has_the_contract_shape():
-    checks = env_checks.run_checks(build_config.resolve(SHIPPED, "h100-fp8"), facts("a100"))
+    checks = env_checks.run_checks(config("h100-fp8"), facts("a100"))
     assert checks
     for c in checks:
-        assert set(c) == {"id", "status", "message", "fix"}
+        assert set(c) == {"id", "status", "message", "fix", "key"}
         assert c["status"] in {"pass", "warn", "fail", "skip"}
         assert c["message"] and "\n" not in c["message"]
         if c["status"] == "fail":
@@ -371,3 +365,51 @@ def test_import_checks_name_the_abi_mismatch():
     assert check["status"] == "fail" and "different builds" in check["fix"]
     f["trtllm_import"] = {"status": "ok", "version": "1.2.0"}
     assert env_checks.import_checks(config(), f)[0]["status"] == "pass"
+
+
+@pytest.mark.parametrize(
+    ("mode", "cc", "status"),
+    [
+        ("fp8", "9.0", "pass"),
+        ("fp8", "8.0", "fail"),
+        ("nvfp4", "9.0", "fail"),
+        ("nvfp4", "10.0", "pass"),
+        ("int4_awq", "8.0", "pass"),
+        ("int4_awq", "7.5", "fail"),
+        ("none", "7.5", "pass"),
+    ],
+)
+def test_each_format_needs_its_compute_capability(mode, cc, status):
+    cfg = config(None, dtype="float16", quantization__mode=mode)
+    checks = env_checks.precision_checks(cfg, facts("h100", None), "GPU", cc, "target")
+    found = by_id(checks)["gpu_precision"]
+    assert found["status"] == status
+    if status == "fail":
+        assert found["key"] == "quantization.mode" and cc in found["message"]
+
+
+def test_a_dry_run_plans_for_another_machine_so_what_this_one_lacks_only_warns():
+    f = facts("none", None)
+    f["mpi"] = {"status": "absent", "version": None}
+    cfg = config(parallel__tp_size=2)
+    real = by_id(env_checks.run_checks(cfg, f))
+    dry = by_id(env_checks.run_checks(cfg, f, require_machine=False))
+    for cid in ("trtllm_installed", "gpu_present", "mpi"):
+        assert (real[cid]["status"], dry[cid]["status"]) == ("fail", "warn"), cid
+
+
+def test_a_tp2_bundle_needs_no_mpirun_on_the_build_box():
+    f = facts("h100x8")
+    f["mpi"] = {"status": "absent", "version": None}
+    cfg = config("h100-fp8-pytorch", parallel__tp_size=2)
+    assert status(env_checks.run_checks(cfg, f), "mpi") == "pass"
+
+
+def test_a_trtllm_build_of_another_tensorrt_llm_fails_naming_both_versions():
+    f = facts("h100", "1.2.0")
+    f["program_versions"] = {"trtllm-build": "1.1.0", "trtllm-serve": None}
+    found = by_id(env_checks.run_checks(config(), f))["trtllm_programs"]
+    assert found["status"] == "fail"
+    assert "1.1.0" in found["message"] and "1.2.0" in found["message"]
+    f["program_versions"]["trtllm-build"] = "1.2.0"
+    assert status(env_checks.run_checks(config(), f), "trtllm_programs") == "pass"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import estimate as est
 import pytest
+import typed_configs as configs
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf_configs"
 TABLE = json.loads((FIXTURES / "checkpoints.json").read_text())["models"]
@@ -19,21 +20,24 @@ def cfg(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-def settings(**kw) -> dict:
-    config = {
-        "dtype": kw.get("dtype", "auto"),
-        "parallel": {"tp_size": kw.get("tp", 1), "pp_size": kw.get("pp", 1)},
-        "quantization": {"mode": kw.get("quant", "none"), "kv_cache_dtype": kw.get("kv", "auto")},
-        "build": {
-            "max_batch_size": kw.get("batch", 64),
-            "max_seq_len": kw.get("seq", 8192),
-            "max_num_tokens": kw.get("tokens", 8192),
-            "max_beam_width": 1,
-            "workers": 1,
+def settings(**kw):
+    """The shipped config, typed, with the estimate's inputs changed."""
+    return configs.typed(
+        None,
+        **{
+            "dtype": kw.get("dtype", "auto"),
+            "parallel.tp_size": kw.get("tp", 1),
+            "parallel.pp_size": kw.get("pp", 1),
+            "quantization.mode": kw.get("quant", "none"),
+            "quantization.kv_cache_dtype": kw.get("kv", "auto"),
+            "build.max_batch_size": kw.get("batch", 64),
+            "build.max_seq_len": kw.get("seq", 8192),
+            "build.max_num_tokens": kw.get("tokens", 8192),
+            "build.max_beam_width": 1,
+            "build.workers": 1,
+            "runtime.kv_cache_free_gpu_memory_fraction": kw.get("fraction", 0.9),
         },
-        "runtime": {"kv_cache_free_gpu_memory_fraction": kw.get("fraction", 0.9)},
-    }
-    return config
+    )
 
 
 def test_the_fixture_table_has_at_least_15_published_models():
@@ -124,11 +128,11 @@ def test_70b_does_not_fit_one_h100_and_the_suggestions_do():
     assert "quantization.mode: int4_awq" in fits
     for line in fits:
         key, value = line.split(": ")
-        changed = settings()
-        if key == "parallel.tp_size":
-            changed["parallel"]["tp_size"] = int(value)
-        else:
-            changed["quantization"]["mode"] = value
+        section, field = key.split(".")
+        new = int(value) if value.isdigit() else value
+        changed = settings().model_copy(
+            update={section: getattr(settings(), section).model_copy(update={field: new})}
+        )
         assert est.estimate(changed, cfg("llama-3.1-70b"), H100)["weights_fit"]
     no_fp8 = est.suggestions(settings(), cfg("llama-3.1-70b"), H100, fp8_ok=False)
     assert "quantization.mode: fp8" not in no_fp8
@@ -182,13 +186,20 @@ def test_resolve_dtype_follows_trtllm_auto_rule():
     assert est.resolve_dtype("float32", "bfloat16") == "float32"
 
 
-def test_main_prints_json_and_exits_2_without_a_model(tmp_path, capsys):
-    (tmp_path / "config.json").write_text(json.dumps(cfg("qwen2.5-7b")))
-    assert est.main(["--model-dir", str(tmp_path), "--tp", "2", "--gpu-gib", "80"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert out["schema_version"] == 1 and out["build"]["tp_size"] == 2
-    assert est.main(["--model-dir", str(tmp_path / "missing")]) == 2
-    assert capsys.readouterr().out == ""
+def test_a_key_missing_from_config_json_takes_the_model_class_default():
+    falcon = cfg("falcon-7b")  # no max_position_embeddings: FalconConfig's 2048 applies
+    assert "max_position_embeddings" not in falcon
+    assert est.model_shape(falcon).max_position_embeddings == 2048
+    llama = {k: v for k, v in cfg("llama-3.1-8b").items() if k != "tie_word_embeddings"}
+    assert est.model_shape(llama).tied is False  # LlamaConfig does not tie
+
+
+def test_kv_capacity_comes_from_free_memory_when_the_gpu_was_detected():
+    total = est.estimate(settings(), cfg("llama-3.1-8b"), H100)
+    busy = {**H100, "memory_total_mib": 81920, "memory_free_mib": 70000}
+    free = est.estimate(settings(), cfg("llama-3.1-8b"), busy)
+    assert (total["kv_cache_memory_basis"], free["kv_cache_memory_basis"]) == ("total", "free")
+    assert free["kv_cache_capacity_tokens"] < total["kv_cache_capacity_tokens"]
 
 
 def test_kv_heads_are_replicated_when_tp_exceeds_them():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import family
 import pytest
+import versions
+from errors import ExportError
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "hf_configs"
 
@@ -74,7 +76,7 @@ def test_gemma_has_its_dialect_and_no_pipeline_parallelism():
     [("qwen3-8b", "0.16.0", "1.0.0"), ("gemma-2-9b", "0.12.0", "0.13.0")],
 )
 def test_architecture_newer_than_the_version_is_refused_naming_both(name, version, needs):
-    with pytest.raises(family.FamilyError) as err:
+    with pytest.raises(ExportError) as err:
         family.detect(cfg(name), version)
     assert err.value.code == 2
     assert needs in str(err.value) and version in str(err.value)
@@ -82,18 +84,23 @@ def test_architecture_newer_than_the_version_is_refused_naming_both(name, versio
 
 def test_commandr_needs_0_15():
     config = {"architectures": ["CohereForCausalLM"], "model_type": "cohere"}
-    with pytest.raises(family.FamilyError):
+    with pytest.raises(ExportError):
         family.detect(config, "0.12.0")
     assert family.detect(config, "0.15.0").name == "commandr"
 
 
 def test_unsupported_architecture_lists_what_the_version_supports():
     config = {"architectures": ["MambaForCausalLM"], "model_type": "mamba"}
-    with pytest.raises(family.FamilyError) as err:
+    with pytest.raises(ExportError) as err:
         family.detect(config, "0.16.0")
     message = str(err.value)
-    assert "MambaForCausalLM" in message and "LlamaForCausalLM" in message
-    assert "Qwen3ForCausalLM" not in message  # not at 0.16
+    assert "MambaForCausalLM" in message and "nearest supported: LlamaForCausalLM" in message
+    assert len(message) < 200 and message.count("ForCausalLM") <= 4  # not all 40 of them
+    assert err.value.key == "backend" and "backend: pytorch" in err.value.fix
+    phi = {"architectures": ["Phi4ForCausalLM"], "model_type": "phi4"}
+    with pytest.raises(ExportError, match="PhiForCausalLM, Phi3ForCausalLM"):
+        family.detect(phi, "0.16.0")
+    assert "Qwen3ForCausalLM" not in family.supported("0.16.0")
     assert "Qwen3ForCausalLM" in family.supported("1.2.0")
 
 
@@ -103,7 +110,7 @@ def test_model_type_is_the_fallback_when_architectures_is_missing():
 
 def test_trtllm_checkpoint_config_is_recognised_as_the_wrong_input():
     ckpt = {"architecture": "LlamaForCausalLM", "mapping": {"world_size": 1}, "dtype": "float16"}
-    with pytest.raises(family.FamilyError) as err:
+    with pytest.raises(ExportError) as err:
         family.detect(ckpt, "1.2.0")
     assert err.value.id == "wrong_input_dir"
 
@@ -137,25 +144,14 @@ def test_inspect_dir_tells_the_kinds_apart(dirs):
 
 
 def test_wrong_dir_kinds_are_said_in_both_directions(dirs):
-    with pytest.raises(
-        family.FamilyError, match=r"TensorRT-LLM checkpoint .* where a Hugging Face"
-    ):
+    with pytest.raises(ExportError, match=r"TensorRT-LLM checkpoint .* where a Hugging Face"):
         family.require_hf_dir(dirs["trtllm_checkpoint"])
-    with pytest.raises(family.FamilyError, match="Hugging Face model dir, where a TensorRT-LLM"):
+    with pytest.raises(ExportError, match="Hugging Face model dir, where a TensorRT-LLM"):
         family.require_trtllm_checkpoint(dirs["hf"])
     assert family.require_trtllm_checkpoint(dirs["trtllm_checkpoint"])["architecture"] == "X"
 
 
-def test_version_key_orders_prereleases_before_releases():
-    assert family.version_key("1.3.0rc20") < family.version_key("1.3.0")
-    assert family.version_key("0.9.0") < family.version_key("0.12.0") < family.version_key("1.2")
-
-
-def test_main_prints_the_family_or_exits_2(dirs, capsys):
-    assert family.main(["--model-dir", str(dirs["hf"]), "--trtllm-version", "1.2.0"]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert (out["schema_version"], out["name"]) == (1, "llama")
-    engine_dir = str(dirs["trtllm_engine"])
-    assert family.main(["--model-dir", engine_dir, "--trtllm-version", "1.2.0"]) == 2
-    err = capsys.readouterr()
-    assert err.out == "" and "engine dir" in err.err
+def test_versions_order_prereleases_before_releases():
+    assert versions.parse("1.3.0rc20") < versions.parse("1.3.0")
+    assert versions.parse("0.9.0") < versions.parse("0.12.0") < versions.parse("1.2")
+    assert versions.at_least("1.3.0rc20", "1.2.0") and not versions.at_least("0.9", "0.12")

@@ -2,39 +2,38 @@
 
 from __future__ import annotations
 
-import copy
 import json
 from pathlib import Path
 
+import build_config
+import check_options
 import llm_api_options as lao
 import pytest
+import typed_configs as configs
 import yaml
+from errors import ExportError
 
 RECORDS = sorted(lao.RECORD_DIR.glob("llm_args.*.json"))
 BASE = {
     "backend": "pytorch",
     "dtype": "bfloat16",
-    "build": {"max_batch_size": 64, "max_num_tokens": 4096, "max_seq_len": 2048},
-    "parallel": {"tp_size": 2, "pp_size": 1},
-    "quantization": {"mode": "fp8", "kv_cache_dtype": "fp8", "calibration": {}},
-    "runtime": {
-        "kv_cache_free_gpu_memory_fraction": 0.85,
-        "enable_chunked_context": False,
-        "cuda_graphs": True,
-        "enable_block_reuse": False,
-    },
+    "build.max_batch_size": 64,
+    "build.max_num_tokens": 4096,
+    "build.max_seq_len": 2048,
+    "build.max_input_len": 1024,
+    "parallel.tp_size": 2,
+    "parallel.pp_size": 1,
+    "quantization.mode": "fp8",
+    "quantization.kv_cache_dtype": "fp8",
+    "runtime.kv_cache_free_gpu_memory_fraction": 0.85,
+    "runtime.enable_chunked_context": False,
+    "runtime.cuda_graphs": True,
+    "runtime.enable_block_reuse": False,
 }
 
 
-def cfg(**changes) -> dict:
-    out = copy.deepcopy(BASE)
-    for dotted, value in changes.items():
-        node = out
-        *parents, leaf = dotted.split("__")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
-    return out
+def cfg(**changes):
+    return configs.typed(None, **{**BASE, **changes})
 
 
 def test_config_values_reach_the_llm_api_keys():
@@ -58,19 +57,24 @@ def test_cuda_graphs_off_writes_null_config():
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("changes", "code"),
     [
-        {"quantization__mode": "int8_sq"},
-        {"quantization__mode": "int4_weight_only"},
-        {"quantization__kv_cache_dtype": "int8"},
-        {"runtime__kv_cache_free_gpu_memory_fraction": 1.5},
-        {"build__max_batch_size": 9000},
+        ({"quantization__mode": "int8_sq"}, "rule:mode_not_on_pytorch"),
+        ({"quantization__mode": "int4_weight_only"}, "rule:mode_not_on_pytorch"),
+        ({"quantization__kv_cache_dtype": "int8"}, "rule:kv_int8_on_pytorch"),
+        (
+            {"build__max_batch_size": 4000, "build__max_num_tokens": 2048},
+            "rule:batch_exceeds_num_tokens",
+        ),
     ],
 )
-def test_configs_the_backend_cannot_serve_are_bad_input(changes):
-    with pytest.raises(lao.OptionsError) as err:
-        lao.build_options(cfg(**changes))
-    assert err.value.code == 2
+def test_configs_the_backend_cannot_serve_are_refused_by_the_config(tmp_path, changes, code):
+    doc = configs.as_dict(None, **{**BASE, **changes})
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(build_config.ConfigError) as err:
+        build_config.check(path)
+    assert code in [i.code for i in err.value.issues]
 
 
 @pytest.mark.parametrize(
@@ -91,7 +95,7 @@ def test_the_newest_line_at_or_below_is_used():
 
 @pytest.mark.parametrize("version", ["0.21.0", "0.12.0"])
 def test_versions_without_pytorch_serving_are_refused(version):
-    with pytest.raises(lao.OptionsError, match=r"1\.0 or newer"):
+    with pytest.raises(ExportError, match=r"1\.0 or newer"):
         lao.load_record(version)
 
 
@@ -148,38 +152,22 @@ def test_records_carry_provenance_and_partial_ones_stay_inside_the_source_record
         assert set(subs) <= set(full["nested"][key]) & set(newest["nested"][key])
 
 
-def test_main_writes_the_yaml_atomically(tmp_path: Path, capsys):
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"schema_version": 1, "config": cfg()}))
-    out = tmp_path / "llm_api_options.yaml"
-    assert (
-        lao.main(["--config-json", str(config), "--trtllm-version", "1.2.0", "--output", str(out)])
-        == 0
-    )
-    text = out.read_text()
-    assert "llm_args.1.2.json" in text.splitlines()[1]
-    assert yaml.safe_load(text) == lao.build_options(cfg())
-    assert not list(tmp_path.glob("*.tmp"))
-
-
-def test_main_check_rejects_a_bad_yaml_with_exit_2(tmp_path: Path, capsys):
+def test_check_options_rejects_a_bad_yaml_with_exit_2(tmp_path: Path, capsys):
     bad = tmp_path / "extra.yaml"
     bad.write_text("max_batch_size: 8\nkv_cache_config:\n  free_gpu_memory_fractoin: 0.5\n")
-    assert lao.main(["--check", str(bad), "--trtllm-version", "1.2.0"]) == 2
-    assert "free_gpu_memory_fractoin" in capsys.readouterr().err
+    assert check_options.main([str(bad), "--trtllm-version", "1.2.0"]) == 2
+    err = capsys.readouterr().err
+    assert "free_gpu_memory_fractoin" in err and str(bad) in err
     good = tmp_path / "good.yaml"
     good.write_text("max_batch_size: 8\n")
-    assert lao.main(["--check", str(good), "--trtllm-version", "1.2.0"]) == 0
+    assert check_options.main([str(good), "--trtllm-version", "1.2.0"]) == 0
+    (tmp_path / "list.yaml").write_text("- a\n")
+    assert check_options.main([str(tmp_path / "list.yaml"), "--trtllm-version", "1.2.0"]) == 2
+    assert check_options.main([str(good), "--trtllm-version", "0.16.0"]) == 2
 
 
-def test_main_refuses_engine_only_quantization(tmp_path: Path, capsys):
-    config = tmp_path / "config.json"
-    config.write_text(
-        json.dumps({"schema_version": 1, "config": cfg(quantization__mode="int8_sq")})
-    )
-    out = tmp_path / "o.yaml"
-    code = lao.main(
-        ["--config-json", str(config), "--trtllm-version", "1.2.0", "--output", str(out)]
-    )
-    assert code == 2 and not out.exists()
-    assert "engine-only" in capsys.readouterr().err
+def test_rendered_yaml_names_its_record_and_loads_back():
+    record = lao.load_record("1.2.0")
+    text = lao.render_yaml(lao.build_options(cfg()), record)
+    assert "llm_args.1.2.json" in text.splitlines()[1]
+    assert yaml.safe_load(text) == lao.build_options(cfg())

@@ -1,4 +1,5 @@
-"""plan.py: every emitted command parses against the recorded CLI of its version; checks; exits."""
+"""plan.py and prepare.py: every emitted command parses against the recorded CLI of its version;
+every check, all problems in one run, file:line: key; the work-dir hand-over to Bash."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ import sys
 import types
 from pathlib import Path
 
-import build_config
 import modelopt_quantize
 import plan
+import prepare
 import pytest
+import typed_configs as configs
+import yaml
+from build_config import BuildConfig
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "hf_configs"
@@ -24,11 +28,12 @@ sys.path.insert(0, str(REPO / "tests" / "fakes"))
 import make_dist_info  # noqa: E402
 
 VERSIONS = ("0.12.0", "0.16.0", "1.2.0")
+TRTLLM_PROGRAMS = ("trtllm-build", "trtllm-serve")
 
 
 @pytest.fixture(scope="module")
 def base_config():
-    return build_config.resolve(REPO / "configs" / "export" / "tensorrt_llm.yaml")
+    return configs.as_dict()
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +46,16 @@ def models(tmp_path_factory):
         d = root / path.stem
         d.mkdir()
         (d / "config.json").write_text(path.read_text())
+        (d / "tokenizer.json").write_text("{}")  # present: prepare checks that one is there
         made[path.stem] = d
     return made
 
 
 def config_with(base, **changes):
-    """A copy of the resolved config with dotted keys changed: config_with(b, **{"a.b": 1})."""
+    """A copy of the settings with dotted keys changed: config_with(b, **{"a.b": 1})."""
     doc = copy.deepcopy(base)
     for dotted, value in changes.items():
-        node = doc["config"]
+        node = doc
         *parents, last = dotted.split(".")
         for part in parents:
             node = node[part]
@@ -72,21 +78,32 @@ def facts(version=None, gpus=0, name="NVIDIA H200", cc="9.0", mib=143771):
             if version in make_dist_info.STACKS
             else {"tensorrt_llm": version}
         ),
+        "programs": {name: f"/x/{name}" if version else None for name in TRTLLM_PROGRAMS},
         "disk": {"free_bytes": None},
         "memory": {"available_bytes": None},
     }
 
 
+def typed(doc: dict) -> BuildConfig:
+    return BuildConfig.model_validate(doc)
+
+
 def make(base, model, version="1.2.0", installed=True, gpus=1, cache_dir=None, **changes):
+    """A dry-run plan (this machine has no /ex, no trtllm-build: warnings only)."""
     doc = config_with(base, **{"target.trtllm_version": version, **changes})
     return plan.make_plan(
-        doc,
+        typed(doc),
         facts(version if installed else None, gpus=gpus),
         model,
         "/stage",
         cache_dir=cache_dir,
         examples_dir="/ex",
+        dry_run=True,
     )
+
+
+def failed(p: dict) -> dict:
+    return {c["id"]: c for c in p["checks"] if c["status"] == "fail"}
 
 
 def step(p: dict, name: str) -> dict:
@@ -285,10 +302,19 @@ def test_kv_cache_flag_follows_the_version(base_config, models):
     ("version", "changes", "needle"),
     [
         ("0.16.0", {"quantization.mode": "nvfp4"}, "0.17.0"),
-        ("0.16.0", {"build.gemm_plugin": "nvfp4"}, "0.16.0"),
-        ("0.12.0", {"build.kv_cache_type": "disabled"}, "0.13.0"),
-        ("1.4.0", {}, "window"),
-        ("0.11.0", {}, "window"),
+        ("0.16.0", {"build.gemm_plugin": "nvfp4", "quantization.mode": "nvfp4"}, "0.16.0"),
+        (
+            "0.12.0",
+            {
+                "build.kv_cache_type": "disabled",
+                "build.use_paged_context_fmha": False,
+                "runtime.enable_chunked_context": False,
+                "runtime.enable_block_reuse": False,
+            },
+            "0.13.0",
+        ),
+        ("1.4.0", {}, "0.12.0 .. 1.3.0rc20"),
+        ("0.11.0", {}, "0.12.0 .. 1.3.0rc20"),
     ],
 )
 def test_a_setting_the_version_cannot_honour_exits_2_naming_it(
@@ -297,20 +323,24 @@ def test_a_setting_the_version_cannot_honour_exits_2_naming_it(
     data = tmp_path / "c.txt"
     data.write_text("x\n")
     doc = config_with(base_config, **{"quantization.calibration.dataset": str(data), **changes})
-    code = run_main(tmp_path, doc, facts(version, gpus=1), models["llama-3.1-8b"])
+    code = run_main(tmp_path, doc, facts(version, gpus=1), models["llama-3.1-8b"], "--build")
     out = capsys.readouterr()
-    assert code == 2 and out.out == ""
-    assert needle in out.err and len(out.err.strip().splitlines()) == 1
+    assert code == 2 and out.out == ""  # a build stops before anything: no plan, no staging
+    errors = [ln for ln in out.err.splitlines() if "error: " in ln]
+    assert any(needle in ln for ln in errors), out.err
+    assert not (tmp_path / "stage").exists() and not (tmp_path / "out").exists()
 
 
 def test_installed_version_wins_over_the_config_target(base_config, models):
     doc = config_with(base_config, **{"target.trtllm_version": "1.2.0"})
     p = plan.make_plan(
-        doc, facts("0.16.0", gpus=1), models["llama-3.1-8b"], "/s", examples_dir="/e"
+        typed(doc), facts("0.16.0", gpus=1), models["llama-3.1-8b"], "/s", examples_dir="/e"
     )
     assert (p["trtllm_version"], p["trtllm_version_source"]) == ("0.16.0", "installed")
     assert p["cli_record_version"] == "0.16.0"
-    p = plan.make_plan(doc, facts(None, gpus=0), models["llama-3.1-8b"], "/s", examples_dir="/e")
+    p = plan.make_plan(
+        typed(doc), facts(None, gpus=0), models["llama-3.1-8b"], "/s", examples_dir="/e"
+    )
     assert (p["trtllm_version"], p["trtllm_version_source"]) == ("1.2.0", "config")
     assert p["gpu"]["source"] == "config" and p["gpu"]["name"] == "H100"
 
@@ -324,24 +354,26 @@ def test_float32_checkpoints_build_in_float16_with_auto(base_config, models):
 # --------------------------------------------------------------------------- bad input -> exit 2
 
 
-def run_main(tmp_path, doc, fact, model, *extra):
-    cfg, fct = tmp_path / "config.json", tmp_path / "facts.json"
-    cfg.write_text(json.dumps(doc))
-    fct.write_text(json.dumps(fact))
+def run_main(tmp_path, doc, fact, model, *extra, monkeypatch=None):
+    """prepare.main on a YAML of the settings, with these facts for the machine; --dry-run
+    unless told otherwise ("--build")."""
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
     argv = [
-        "--config-json",
-        str(cfg),
-        "--facts-json",
-        str(fct),
-        "--model-dir",
-        str(model),
-        "--staging",
-        str(tmp_path / "stage"),
-        "--examples-dir",
-        "/ex",
-        *extra,
-    ]
-    return plan.main(argv)
+        "--config", str(cfg), "--model-dir", str(model), "--output", str(tmp_path / "out" / "m"),
+        "--staging", str(tmp_path / "stage"), "--cache-dir", str(tmp_path / "cache"),
+        "--work-dir", str(work),
+    ]  # fmt: skip
+    argv += [] if "--build" in extra else ["--dry-run"]
+    argv += [a for a in extra if a != "--build"]
+    saved = prepare.probe.collect
+    prepare.probe.collect = lambda *_a, **_k: copy.deepcopy(fact)
+    try:
+        return prepare.main(argv)
+    finally:
+        prepare.probe.collect = saved
 
 
 @pytest.mark.parametrize(
@@ -375,7 +407,7 @@ def run_main(tmp_path, doc, fact, model, *extra):
         ),
     ],
 )
-def test_failed_checks_exit_2_with_one_line_each_and_no_stdout(
+def test_failed_checks_exit_2_with_one_line_each_naming_file_line_and_key(
     base_config, models, tmp_path, capsys, name, changes, check_id, fix
 ):
     data = tmp_path / "c.txt"
@@ -383,11 +415,16 @@ def test_failed_checks_exit_2_with_one_line_each_and_no_stdout(
     doc = config_with(base_config, **{"quantization.calibration.dataset": str(data), **changes})
     assert run_main(tmp_path, doc, facts(None), models[name]) == 2
     out = capsys.readouterr()
-    assert out.out == ""
-    lines = out.err.strip().splitlines()
-    assert any(ln.startswith(f"plan.py: {check_id}: ") and fix in ln for ln in lines), lines
-    assert run_main(tmp_path, doc, facts(None), models[name], "--keep-going") == 2
-    kept = json.loads(capsys.readouterr().out)
+    assert out.out.startswith("plan ")  # a dry run always prints the plan, failures marked
+    assert f"[FAIL] {check_id}" in out.out
+    lines = [ln for ln in out.err.splitlines() if ": error: " in ln]
+    assert any(fix in ln for ln in lines), lines
+    if changes:
+        key = next(iter(changes)) if check_id != "gpu_precision" else "quantization.mode"
+        where = f"{tmp_path / 'config.yaml'}:"
+        assert any(where in ln and f": {key}: " in ln for ln in lines), lines
+    assert run_main(tmp_path, doc, facts(None), models[name], "--json") == 2
+    kept = json.loads(capsys.readouterr().out)["plan"]
     assert kept["ok"] is False
     assert any(c["id"] == check_id and c["status"] == "fail" for c in kept["checks"])
 
@@ -415,7 +452,7 @@ def test_wrong_or_unsupported_model_exits_2(base_config, tmp_path, capsys, model
     if model_kind == "unsupported":
         content = {"architectures": ["MambaForCausalLM"], "model_type": "mamba", "hidden_size": 8}
     (model / "config.json").write_text(json.dumps(content))
-    assert run_main(tmp_path, base_config, facts("1.2.0"), model) == 2
+    assert run_main(tmp_path, base_config, facts("1.2.0"), model, "--build") == 2
     out = capsys.readouterr()
     assert out.out == "" and needle in out.err
 
@@ -442,13 +479,21 @@ def test_without_trtllm_int8_smoothquant_cannot_use_modelopt(base_config, models
     data.write_text("x\n")
     doc = config_with(
         base_config,
-        **{"quantization.mode": "int8_sq", "quantization.calibration.dataset": str(data)},
+        **{
+            "quantization.mode": "int8_sq",
+            "quantization.calibration.dataset": str(data),
+            "build.max_seq_len": 2048,  # falcon-7b: FalconConfig's 2048 positions
+            "build.max_input_len": 1024,
+        },
     )
     # llama's convert script does smoothquant itself: fine without TensorRT-LLM installed
     assert run_main(tmp_path, doc, facts(None), models["llama-3.1-8b"]) == 0
     capsys.readouterr()
-    # falcon's does not, and ModelOpt alone has no int8_sq export here
-    assert run_main(tmp_path, doc, facts(None), models["falcon-7b"]) == 2
+    # falcon's does not, and ModelOpt alone has no int8_sq export: a dry run (for the machine
+    # that will build, which has TensorRT-LLM) warns; a build on this machine refuses
+    assert run_main(tmp_path, doc, facts(None), models["falcon-7b"]) == 0
+    assert "TensorRT-LLM is not installed" in capsys.readouterr().out
+    assert run_main(tmp_path, doc, facts(None), models["falcon-7b"], "--build") == 2
     assert "TensorRT-LLM is not installed" in capsys.readouterr().err
 
 
@@ -514,28 +559,46 @@ def test_plan_document_carries_the_contract_fields(base_config, models):
         assert set(s) >= {"name", "argv", "log", "output"}
         assert all(isinstance(a, str) for a in s["argv"])
     for c in p["checks"]:
-        assert set(c) == {"id", "status", "message", "fix"}
+        assert set(c) == {"id", "status", "message", "fix", "key"}
         assert c["status"] in ("pass", "warn", "fail", "skip")
 
 
-def test_argv_show_and_get_subcommands(base_config, models, tmp_path, capsys):
-    p = make(base_config, models["gemma-2-9b"], "0.16.0")
-    path = tmp_path / "plan.json"
-    path.write_text(json.dumps(p))
-    assert plan.main(["argv", "--plan", str(path), "--step", "convert"]) == 0
-    raw = capsys.readouterr().out
-    assert raw.endswith("\0")
-    assert raw.split("\0")[:-1] == step(p, "convert")["argv"]
+def test_prepare_hands_bash_plain_files_and_one_plan_document(base_config, models, tmp_path):
+    doc = config_with(base_config, **{"target.trtllm_version": "0.16.0"})
+    assert run_main(tmp_path, doc, facts("0.16.0", gpus=1), models["gemma-2-9b"]) == 0
+    work = tmp_path / "work"
+    full = json.loads((work / "plan.json").read_text())
+    assert full["schema_version"] == 1 and full["status"] == "absent"
+    p = full["plan"]
+    assert (work / "steps").read_text().splitlines() == ["convert", "build"]
+    raw = (work / "argv.convert").read_bytes().decode()
+    assert raw.endswith("\0") and raw.split("\0")[:-1] == step(p, "convert")["argv"]
     assert "--ckpt-type" in raw.split("\0")
-    assert plan.main(["argv", "--plan", str(path), "--step", "nope"]) == 2
-    assert "convert, build" in capsys.readouterr().err
-    assert plan.main(["show", "--plan", str(path)]) == 0
-    shown = capsys.readouterr().out
+    assert (work / "build_id").read_text().strip() == full["inputs"]["build_id"]
+    assert (work / "status").read_text().strip() == "absent"
+    assert (work / "dirs").read_text().strip() == p["timing_cache_dir"]
+    assert [s["name"] for s in artifact_stages(work)] == ["config", "probe", "plan"]
+    assert full["config"]["config"]["target"]["trtllm_version"] == "0.16.0"
+    shown = plan.show(p)
     for word in ("commands", "checks", "estimates", "trtllm-build", "KV bytes/token"):
         assert word in shown
-    assert plan.main(["get", "--plan", str(path), "--key", "world_size"]) == 0
-    assert capsys.readouterr().out == "1\n"
-    assert plan.main(["get", "--plan", str(path), "--key", "steps"]) == 2
+
+
+def artifact_stages(work):
+    import artifact_files
+
+    return artifact_files.read_stages(work / "stages.tsv")
+
+
+def test_show_prints_commands_a_user_can_paste(base_config, models, monkeypatch):
+    monkeypatch.delenv("TRTLLM_EXAMPLES_DIR", raising=False)
+    doc = config_with(base_config, **{"target.trtllm_version": "1.2.0"})
+    p = plan.make_plan(typed(doc), facts(None), models["llama-3.1-8b"], "/stage", dry_run=True)
+    shown = plan.show(p)
+    assert '"${TRTLLM_EXAMPLES_DIR}"/models/core/llama/convert_checkpoint.py' in shown
+    assert "'$TRTLLM_EXAMPLES_DIR" not in shown
+    assert max(len(line) for line in shown.splitlines() if "\\" in line) <= 100
+    assert "0.0 GiB" not in shown
 
 
 @pytest.mark.parametrize("returns_parser", [True, False])
@@ -579,24 +642,18 @@ def test_pytorch_backend_uses_its_planner_and_keeps_checks(base_config, models, 
             "quantization.calibration.dataset": str(data),
         },
     )
-    p = plan.make_plan(doc, facts("1.2.0", gpus=1), models["qwen2.5-7b"], "/stage")
+    p = plan.make_plan(typed(doc), facts("1.2.0", gpus=1), models["qwen2.5-7b"], "/stage")
     expected = pytorch_plan.plan_steps(
-        doc["config"], facts("1.2.0", gpus=1), str(models["qwen2.5-7b"].resolve()), "/stage"
+        typed(doc), "python3", str(models["qwen2.5-7b"].resolve()), "/stage"
     )
     assert p["steps"] == expected
     assert p["family"] is None and p["backend"] == "pytorch"
     assert {"tp_heads", "weights_fit", "kv_capacity"} <= {c["id"] for c in p["checks"]}
     old = config_with(base_config, **{"backend": "pytorch", "target.trtllm_version": "0.16.0"})
-    with pytest.raises(plan.PlanError, match="window"):
-        plan.make_plan(old, facts(None), models["qwen2.5-7b"], "/stage")
-
-
-def test_pytorch_backend_without_its_planner_exits_2(base_config, models, monkeypatch):
-    monkeypatch.setitem(sys.modules, "pytorch_plan", None)  # import raises ImportError
-    doc = config_with(base_config, **{"backend": "pytorch"})
-    with pytest.raises(plan.PlanError) as err:
-        plan.make_plan(doc, facts("1.2.0", gpus=1), models["qwen2.5-7b"], "/stage")
-    assert err.value.code == 2 and "pytorch_plan" in str(err.value)
+    p = plan.make_plan(typed(old), facts(None), models["qwen2.5-7b"], "/stage", dry_run=True)
+    assert "engine backend" in failed(p)["backend_window"]["message"] or "0.16.0" in str(
+        failed(p)["backend_window"]
+    )
 
 
 def test_environment_checks_of_the_doctor_run_in_the_plan(base_config, models):
@@ -605,13 +662,15 @@ def test_environment_checks_of_the_doctor_run_in_the_plan(base_config, models):
     doc = config_with(base_config, **{"target.trtllm_version": "0.16.0"})
     fct = facts("0.16.0", gpus=1)
     fct["packages"]["tensorrt"] = "10.3.0"
-    p = plan.make_plan(doc, fct, models["llama-3.1-8b"], "/stage", examples_dir="/ex")
+    p = plan.make_plan(typed(doc), fct, models["llama-3.1-8b"], "/stage", examples_dir="/ex")
     checks = {c["id"]: c for c in p["checks"]}
     assert checks["tensorrt_version"]["status"] == "fail"
     assert "backend_window" in checks
     assert p["ok"] is False
     # A laptop without TensorRT-LLM or a GPU still plans (warnings, no failure from the machine).
-    p = plan.make_plan(doc, facts(None, gpus=0), models["llama-3.1-8b"], "/stage")
+    p = plan.make_plan(
+        typed(doc), facts(None, gpus=0), models["llama-3.1-8b"], "/stage", dry_run=True
+    )
     assert not [c for c in p["checks"] if c["status"] == "fail"]
 
 
@@ -703,11 +762,9 @@ def test_a_trtllm_import_banner_does_not_reach_the_plan_on_stdout(
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     for name in [m for m in sys.modules if m.startswith("tensorrt_llm")]:
         monkeypatch.delitem(sys.modules, name)
-    code = run_main(
-        tmp_path, base_config, facts("1.2.0", gpus=1), models["llama-3.1-8b"], "--keep-going"
-    )
+    code = run_main(tmp_path, base_config, facts("1.2.0", gpus=1), models["llama-3.1-8b"], "--json")
     out = capfd.readouterr()
-    plan_doc = json.loads(out.out)  # nothing but the plan on stdout
+    plan_doc = json.loads(out.out)["plan"]  # nothing but the plan on stdout
     assert "banner" in out.err and "TensorRT-LLM version" in out.err
     check = next(c for c in plan_doc["checks"] if c["id"] == "installed_cli")
     assert check["status"] == "fail" and code == 2  # this stand-in parser knows no build flag
@@ -719,7 +776,7 @@ def test_relative_dirs_become_absolute_because_steps_run_in_the_staging_dir(
     monkeypatch.chdir(tmp_path)
     doc = config_with(base_config, **{"target.trtllm_version": "1.2.0"})
     p = plan.make_plan(
-        doc,
+        typed(doc),
         facts("1.2.0", gpus=1),
         models["llama-3.1-8b"],
         "stage",
@@ -737,7 +794,7 @@ def test_workers_are_lowered_to_what_host_ram_holds(base_config, models):
     doc = config_with(base_config, **{"parallel.tp_size": 8, "build.workers": 8})
     fact = facts("1.2.0", gpus=8)
     fact["memory"]["available_bytes"] = 100 * 1024**3
-    p = plan.make_plan(doc, fact, models["llama-3.1-70b"], "/stage", examples_dir="/ex")
+    p = plan.make_plan(typed(doc), fact, models["llama-3.1-70b"], "/stage", examples_dir="/ex")
     per_worker = 2 * p["estimates"]["weights_bytes_per_gpu"]
     argv = step(p, "build")["argv"]
     workers = int(argv[argv.index("--workers") + 1])

@@ -7,26 +7,33 @@ from pathlib import Path
 import modelopt_quantize
 import pytest
 import pytorch_plan
+import typed_configs as configs
 
-FACTS = {"python": {"executable": "/opt/py/bin/python3"}}
+PYTHON = "/opt/py/bin/python3"
 
 
 def config(mode="fp8", kv="fp8", dataset="data/calib.jsonl", tp=2, pp=1):
-    return {
-        "backend": "pytorch",
-        "dtype": "bfloat16",
-        "parallel": {"tp_size": tp, "pp_size": pp},
-        "quantization": {
-            "mode": mode,
-            "kv_cache_dtype": kv,
-            "calibration": {"dataset": dataset, "num_samples": 128, "max_seq_len": 256},
+    return configs.typed(
+        None,
+        **{
+            "backend": "pytorch",
+            "dtype": "bfloat16",
+            "parallel.tp_size": tp,
+            "parallel.pp_size": pp,
+            "quantization.mode": mode,
+            "quantization.kv_cache_dtype": kv,
+            "quantization.calibration": {
+                "dataset": dataset,
+                "num_samples": 128,
+                "max_seq_len": 256,
+            },
         },
-    }
+    )
 
 
 def test_no_quantization_plans_nothing_and_serves_the_merged_model(tmp_path: Path):
     cfg = config(mode="none")
-    assert pytorch_plan.plan_steps(cfg, FACTS, tmp_path / "model", tmp_path / "stage") == []
+    assert pytorch_plan.plan_steps(cfg, PYTHON, tmp_path / "model", tmp_path / "stage") == []
     assert (
         pytorch_plan.checkpoint_dir(cfg, tmp_path / "model", tmp_path / "stage")
         == tmp_path / "model"
@@ -36,11 +43,11 @@ def test_no_quantization_plans_nothing_and_serves_the_merged_model(tmp_path: Pat
 @pytest.mark.parametrize("mode", ["fp8", "nvfp4", "int4_awq", "w4a8_awq"])
 def test_modelopt_step_argv_is_accepted_by_the_quantize_cli(tmp_path: Path, mode):
     steps = pytorch_plan.plan_steps(
-        config(mode=mode), FACTS, tmp_path / "model", tmp_path / "stage"
+        config(mode=mode), PYTHON, tmp_path / "model", tmp_path / "stage"
     )
     assert [s["name"] for s in steps] == ["quantize"]
     step = steps[0]
-    assert step["argv"][0] == "/opt/py/bin/python3"
+    assert step["argv"][0] == PYTHON
     assert Path(step["argv"][1]).name == "modelopt_quantize.py"
     args = modelopt_quantize.build_parser().parse_args(step["argv"][2:])
     assert args.qformat == mode
@@ -54,38 +61,13 @@ def test_modelopt_step_argv_is_accepted_by_the_quantize_cli(tmp_path: Path, mode
 
 
 def test_kv_auto_maps_to_none():
-    step = pytorch_plan.plan_steps(config(kv="auto"), {}, "m", "s")[0]
+    step = pytorch_plan.plan_steps(config(kv="auto"), "python3", "m", "s")[0]
     assert step["argv"][step["argv"].index("--kv-cache-dtype") + 1] == "none"
     assert step["argv"][0] == "python3"
 
 
-@pytest.mark.parametrize(
-    ("cfg", "needle"),
-    [
-        (config(mode="int8_sq"), "engine backend"),
-        (config(mode="int4_weight_only"), "engine backend"),
-        (config(dataset=None), "calibration.dataset"),
-        (config(kv="int8"), "kv_cache_dtype"),
-    ],
-)
-def test_unplannable_configs_are_bad_input(cfg, needle):
-    with pytest.raises(pytorch_plan.PlanError, match=needle) as err:
-        pytorch_plan.plan_steps(cfg, FACTS, "m", "s")
-    assert err.value.code == 2
-
-
-@pytest.mark.parametrize(
-    ("mode", "cc", "status"),
-    [
-        ("fp8", "9.0", "pass"),
-        ("fp8", "8.0", "fail"),
-        ("nvfp4", "9.0", "fail"),
-        ("nvfp4", "10.0", "pass"),
-        ("int4_awq", "8.0", "pass"),
-        ("fp8", None, "skip"),
-    ],
-)
-def test_gpu_checks_follow_the_format(mode, cc, status):
-    checks = pytorch_plan.gpu_checks(config(mode=mode), cc)
-    assert [c["status"] for c in checks] == [status]
-    assert pytorch_plan.gpu_checks(config(mode="none"), cc) == []
+def test_a_quantized_bundle_without_calibration_data_is_a_problem_of_that_key():
+    [(key, message)] = pytorch_plan.problems(config(dataset=None))
+    assert key == "quantization.calibration.dataset" and "nothing is downloaded" in message
+    assert pytorch_plan.problems(config()) == []
+    assert pytorch_plan.problems(config(mode="none", dataset=None)) == []

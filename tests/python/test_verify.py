@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import types
 from pathlib import Path
 
+import artifact_files
 import bundle
 import pytest
+import typed_configs as configs
 import verify
 
-CONFIG = {
+SETTINGS = {
     "backend": "pytorch",
     "dtype": "auto",
-    "build": {"max_batch_size": 8, "max_num_tokens": 512, "max_seq_len": 256},
-    "parallel": {"tp_size": 1, "pp_size": 1},
-    "quantization": {"mode": "none", "kv_cache_dtype": "auto", "calibration": {}},
-    "runtime": {"kv_cache_free_gpu_memory_fraction": 0.9, "cuda_graphs": True},
+    "build.max_batch_size": 8,
+    "build.max_num_tokens": 512,
+    "build.max_seq_len": 256,
+    "build.max_input_len": 128,
+    "runtime.kv_cache_free_gpu_memory_fraction": 0.9,
 }
+CONFIG = configs.typed(None, **SETTINGS)
 H200 = {"index": 0, "name": "NVIDIA H200", "compute_capability": "9.0", "memory_total_mib": 143771}
 A100 = {
     "index": 0,
@@ -56,9 +59,8 @@ def model(tmp_path_factory) -> Path:
     return tiny_models.make_model("llama", tmp_path_factory.mktemp("merged"))
 
 
-def manifest(backend: str, model: Path, *, world=1, mode="none", trtllm="1.2.0") -> dict:
-    config = copy.deepcopy(CONFIG)
-    config["quantization"]["mode"] = mode
+def manifest(backend: str, model: Path, art: Path, *, world=1, mode="none", trtllm="1.2.0"):
+    config = configs.as_dict(None, **SETTINGS, **{"quantization.mode": mode})
     return {
         "schema_version": 1,
         "build_id": "sha256:" + "ab" * 32,
@@ -72,19 +74,26 @@ def manifest(backend: str, model: Path, *, world=1, mode="none", trtllm="1.2.0")
             "gpu": {"name": "H200", "compute_capability": "9.0"},
         },
         "parallel": {"tp_size": world, "pp_size": 1, "world_size": world},
-        "artifact": {"engine": {"dir": "engine"}, "tokenizer": {"dir": "tokenizer"}}
-        if backend == "engine"
-        else {},
+        "artifact": {
+            **(
+                {"engine": {"dir": "engine"}, "tokenizer": {"dir": "tokenizer"}}
+                if backend == "engine"
+                else {}
+            ),
+            "files": artifact_files.describe(art),
+        },
         "verification": None,
     }
 
 
 @pytest.fixture
 def pytorch_artifact(model: Path, tmp_path: Path):
+    made = iter(range(100))
+
     def make(**kw) -> Path:
-        art = tmp_path / "art"
+        art = tmp_path / f"art{next(made)}"
         bundle.publish_bundle(art, model, CONFIG, kw.get("trtllm", "1.2.0"))
-        (art / "build.json").write_text(json.dumps(manifest("pytorch", model, **kw)))
+        (art / "build.json").write_text(json.dumps(manifest("pytorch", model, art, **kw)))
         return art
 
     return make
@@ -98,7 +107,8 @@ def engine_artifact(model: Path, tmp_path: Path):
         (art / "engine" / "config.json").write_text("{}")
         for r in range(world):
             (art / "engine" / f"rank{r}.engine").write_bytes(b"x")
-        (art / "build.json").write_text(json.dumps(manifest("engine", model, world=world, **kw)))
+        doc = manifest("engine", model, art, world=world, **kw)
+        (art / "build.json").write_text(json.dumps(doc))
         return art
 
     return make
@@ -107,7 +117,8 @@ def engine_artifact(model: Path, tmp_path: Path):
 def run(art: Path, tmp_path: Path, f: dict, *extra: str) -> tuple[int, dict]:
     path = tmp_path / "facts.json"
     path.write_text(json.dumps(f))
-    code = verify.main(["--artifact", str(art), "--facts-json", str(path), "--no-golden", *extra])
+    argv = ["--artifact", str(art), "--facts-json", str(path), "--no-golden", "--allow-skip"]
+    code = verify.main([*argv, *extra])
     return code, json.loads((art / "build.json").read_text())["verification"]
 
 
@@ -123,14 +134,58 @@ def test_matching_machine_passes_and_writes_the_report(pytorch_artifact, tmp_pat
         "manifest": "pass",
         "artifact": "pass",
         "trtllm_version": "pass",
-        "tensorrt": "skip",
         "gpu_arch": "pass",
         "gpu_count": "pass",
         "driver": "pass",
         "golden": "skip",
     }
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 8 and out[0].startswith("pass  manifest")
+    out = capsys.readouterr()
+    assert len(out.out.splitlines()) == 7 and out.out.startswith("[ok]   manifest")
+    assert "partially verified (--allow-skip)" in out.err and "golden: --no-golden" in out.err
+    assert report["allow_skip"] is True and "partially" in report["verdict"]
+
+
+def test_a_check_that_cannot_run_is_not_verified_without_allow_skip(
+    pytorch_artifact, tmp_path, capsys
+):
+    art = pytorch_artifact()
+    path = tmp_path / "f.json"
+    machine = facts(status="error", devices=())  # nvidia-smi finds no driver
+    machine["gpu"].update(detail="NVIDIA-SMI has failed: no driver", cuda_driver_version=None)
+    path.write_text(json.dumps(machine))
+    code = verify.main(["--artifact", str(art), "--facts-json", str(path)])
+    assert code == verify.EXIT_NOT_VERIFIED == 3
+    err = capsys.readouterr().err
+    assert "NOT verified: 4 check(s) could not run here" in err and "no driver" in err
+    stored = json.loads((art / "build.json").read_text())["verification"]
+    assert stored["ok"] is False and stored["verdict"].startswith("NOT verified")
+
+
+def test_sizes_are_always_checked_and_hashes_with_full(pytorch_artifact, tmp_path):
+    art = pytorch_artifact()
+    weights = art / "checkpoint" / "model.safetensors"
+    weights.unlink()  # a hard link: the merged model keeps its copy
+    weights.write_bytes(b"\0" * 10)
+    code, report = run(art, tmp_path, facts())
+    assert code == 1 and "changed: checkpoint/model.safetensors" in report["checks"][1]["message"]
+    art = pytorch_artifact()
+    options = art / "llm_api_options.yaml"
+    text = options.read_text()
+    options.write_text(text.replace("max_batch_size: 8", "max_batch_size: 9"))  # same size
+    code, report = run(art, tmp_path, facts())  # a small file: the sample is all of it
+    assert code == 1 and "changed: llm_api_options.yaml" in report["checks"][1]["message"]
+    code, report = run(art, tmp_path, facts(), "--full")
+    assert code == 1 and verdicts(report)["artifact"] == "fail"
+
+
+def test_inferred_facts_are_named_as_inferred(engine_artifact, tmp_path):
+    art = engine_artifact()
+    doc = json.loads((art / "build.json").read_text())
+    doc["environment"]["inferred"] = ["gpu", "cuda_runtime"]
+    (art / "build.json").write_text(json.dumps(doc))
+    _, report = run(art, tmp_path, facts())
+    messages = {c["id"]: c["message"] for c in report["checks"]}
+    assert "inferred" in messages["gpu_arch"] and "inferred" in messages["driver"]
 
 
 def test_engine_on_the_machine_it_was_built_for(engine_artifact, tmp_path):

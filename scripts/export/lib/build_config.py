@@ -617,6 +617,23 @@ def _rules(cfg: BuildConfig) -> list[tuple[str, tuple, str]]:
                 f"{', '.join(sorted(PYTORCH_MODES))}, or backend: engine",
             )
         )
+    if cfg.backend == "pytorch" and q.kv_cache_dtype == "int8":
+        out.append(
+            (
+                "rule:kv_int8_on_pytorch",
+                ("quantization", "kv_cache_dtype"),
+                "int8 is not served by the pytorch backend; use auto or fp8, or backend: engine",
+            )
+        )
+    if cfg.backend == "pytorch" and b.max_batch_size > b.max_num_tokens:
+        out.append(
+            (
+                "rule:batch_exceeds_num_tokens",
+                ("build", "max_batch_size"),
+                f"{b.max_batch_size} exceeds build.max_num_tokens ({b.max_num_tokens}): every "
+                "scheduled request needs at least one token of the step",
+            )
+        )
     if cfg.backend == "pytorch" and b.max_beam_width > 1:
         out.append(
             (

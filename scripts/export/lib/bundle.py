@@ -33,12 +33,9 @@ SCHEMA_VERSION = 1
 
 
 def _link_or_copy(src: Path, dst: Path) -> str:
-    """Hard-link src to dst; copy when the filesystem refuses links, or when the source is not
-    readable by others (the artifact's files are made 0644, and a link shares its mode with the
-    merged model's file, which is left as it is). Returns the mode used."""
-    if not src.stat().st_mode & stat.S_IROTH:
-        shutil.copy2(src, dst)
-        return "copy"
+    """Hard-link src to dst; copy when the filesystem refuses links. Returns the mode used.
+    A link shares its mode with the merged model's file: publishing makes both readable by
+    others (0644), since a serving user must read them."""
     try:
         os.link(src, dst)
         return "hardlink"

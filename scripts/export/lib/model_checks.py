@@ -86,7 +86,13 @@ def _pp_check(cfg: BuildConfig, shape: est.Shape, family) -> Check:
             key=key,
         )
     if pp > 1 and family is not None and not family.pipeline_parallel:
-        return check("pp_layers", "fail", family.pipeline_parallel_why, "1 (use tp_size)", key=key)
+        return check(
+            "pp_layers",
+            "fail",
+            family.pipeline_parallel_why,
+            "parallel.pp_size: 1 (use tp_size)",
+            key=key,
+        )
     if shape.layers % pp:
         return check(
             "pp_layers",

@@ -31,6 +31,7 @@ import commands
 import env_checks
 import estimate as est
 import model_checks
+import model_files
 import pytorch_plan
 import step_checks
 import versions
@@ -335,6 +336,7 @@ def make_plan(
     """The plan document; raises ExportError only when the model dir is not a model."""
     p = Planner(cfg, facts, model_dir, staging, cache_dir, examples_dir, dry_run)
     model_config = require_hf_dir(p.model_dir)
+    p.checks.append(_tokenizer_check(Path(p.model_dir)))
     engine = cfg.backend == "engine"
     record = f"; CLI record {versions.cli_record(p.version)}" if engine else ""
     p.checks.append(
@@ -379,6 +381,20 @@ def make_plan(
     if p.installed and engine and p.steps:
         p.checks.append(model_checks.installed_parser_check(p.steps[-1]["argv"]))
     return _document(p, model_config, family, gpu, dtype, estimate)
+
+
+def _tokenizer_check(model_dir: Path) -> Check:
+    files = model_files.tokenizer_files(model_dir)
+    if model_files.has_tokenizer(files):
+        names = ", ".join(f.name for f in files if f.name in model_files.TOKENIZER_CORE)
+        return check("tokenizer", "pass", f"the artifact carries the tokenizer ({names})")
+    return check(
+        "tokenizer",
+        "fail",
+        f"{model_dir} has no tokenizer (tokenizer.json, tokenizer.model, vocab.json, ...)",
+        "save the tokenizer with the merged model (merge_lora.py does) so the artifact ships "
+        "with it",
+    )
 
 
 def _document(p: Planner, model_config, family, gpu, dtype, estimate) -> dict:

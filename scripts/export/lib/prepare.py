@@ -28,7 +28,6 @@ from pathlib import Path
 
 import build_config
 import manifest
-import model_files
 import plan as planning
 import probe
 import swap
@@ -54,22 +53,12 @@ class Stages:
             fh.write(f"{name}\t{secs:.1f}\tok\n")
 
 
-def check_tokenizer(model_dir: Path) -> None:
-    if not model_files.has_tokenizer(model_files.tokenizer_files(model_dir)):
-        raise ExportError(
-            f"{model_dir} has no tokenizer (tokenizer.json, tokenizer.model, vocab.json, ...): "
-            "save the tokenizer with the merged model (merge_lora.py does) so the artifact "
-            "ships with it"
-        )
-
-
 def prepare(args: argparse.Namespace, stages: Stages) -> dict:
     loaded = build_config.check(args.config, args.profile)
     build_config.print_issues(loaded.source, [], loaded.warnings, prog=f"{PROG}: ")
     stages.done("config")
     facts = probe.collect(str(args.output.parent))
     stages.done("probe")
-    check_tokenizer(args.model_dir)
     doc = planning.make_plan(
         loaded.config,
         facts,

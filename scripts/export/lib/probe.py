@@ -283,22 +283,51 @@ def probe_memory() -> dict:
     return {"total_bytes": info.get("MemTotal"), "available_bytes": info.get("MemAvailable")}
 
 
+def program_version(path: str | None) -> str | None:
+    """The tensorrt_llm version a console script (trtllm-build, trtllm-serve) belongs to: the
+    package of the interpreter its shebang names. This interpreter's own when it is the same one
+    (no subprocess); None when it cannot be told."""
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            first = fh.readline(4096).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    interpreter = words[-1] if words and words[0].endswith("/env") else (words or [""])[0]
+    if not interpreter or not Path(interpreter).is_absolute():
+        return None
+    if os.path.realpath(interpreter) == os.path.realpath(sys.executable):
+        return probe_packages()["tensorrt_llm"]
+    code = "import importlib.metadata as m; print(m.version('tensorrt_llm'))"
+    status, text = _run([interpreter, "-c", code])
+    return text.strip() if status == 0 and text.strip() else None
+
+
 def collect(
     output_dir: str = DEFAULT_OUTPUT_DIR, *, with_torch: bool = False, with_import: bool = False
 ) -> dict:
     """Every fact; never raises for a missing tool."""
     cuda_runtime, cuda_source = probe_cuda_runtime()
     programs = {name: shutil.which(name) for name in PROGRAMS}
+    packages = probe_packages()
     return {
         "schema_version": SCHEMA_VERSION,
         "gpu": probe_gpu(),
         "python": {"executable": sys.executable, "version": platform.python_version()},
-        "packages": probe_packages(),
+        "packages": packages,
         "torch_cuda": probe_torch() if with_torch else {"status": "skipped"},
         "trtllm_import": probe_trtllm_import() if with_import else {"status": "skipped"},
         "cuda_runtime": cuda_runtime,
         "cuda_runtime_source": cuda_source,
         "programs": programs,
+        "program_versions": {
+            name: program_version(programs[name]) if packages["tensorrt_llm"] else None
+            for name in ("trtllm-build", "trtllm-serve")
+        },
         "mpi": probe_mpi() if programs["mpirun"] else {"status": "absent", "version": None},
         "disk": probe_disk(output_dir),
         "memory": probe_memory(),

@@ -30,6 +30,7 @@ import model_files
 import serve_script
 import swap
 import tokenizer_check
+import versions
 from build_config import BuildConfig
 from errors import ExportError, failed, report
 
@@ -77,7 +78,7 @@ def copy_tokenizer(model_dir: Path, dest: Path) -> dict:
     return {"dir": TOKENIZER_DIR, **tokenizer_check.check(dest)}
 
 
-def publish_engine(doc: dict, staging: Path, keep_checkpoint: bool) -> tuple[dict, list]:
+def publish_engine(doc: dict, staging: Path, keep_checkpoint: bool) -> tuple:
     plan = doc["plan"]
     engine = check_engine(staging / ENGINE_DIR, plan["world_size"])
     tokenizer = copy_tokenizer(Path(plan["model_dir"]), staging / TOKENIZER_DIR)
@@ -85,10 +86,10 @@ def publish_engine(doc: dict, staging: Path, keep_checkpoint: bool) -> tuple[dic
         for intermediate in INTERMEDIATE_DIRS:
             shutil.rmtree(staging / intermediate, ignore_errors=True)
     argv = serve_script.engine_argv(plan["trtllm_version"], plan["tp_size"], plan["pp_size"])
-    return {"engine": engine, "tokenizer": tokenizer}, argv
+    return {"engine": engine, "tokenizer": tokenizer}, argv, None
 
 
-def publish_pytorch(doc: dict, staging: Path, cfg: BuildConfig) -> tuple[dict, list]:
+def publish_pytorch(doc: dict, staging: Path, cfg: BuildConfig) -> tuple:
     plan = doc["plan"]
     model_dir = Path(plan["model_dir"])
     quantized = staging / CHECKPOINT_DIR
@@ -97,7 +98,7 @@ def publish_pytorch(doc: dict, staging: Path, cfg: BuildConfig) -> tuple[dict, l
         staging, checkpoint, cfg, plan["trtllm_version"], tokenizer_dir=model_dir
     )
     tokenizer = {"dir": CHECKPOINT_DIR, **tokenizer_check.check(staging / CHECKPOINT_DIR)}
-    return {"bundle": part, "tokenizer": tokenizer}, bundle.serve_argv()
+    return {"tokenizer": tokenizer}, bundle.serve_argv(), part
 
 
 def build_manifest(doc: dict, name: str, artifact: dict, serve: dict, stages: list) -> dict:
@@ -130,7 +131,7 @@ def build_manifest(doc: dict, name: str, artifact: dict, serve: dict, stages: li
             "pp_size": plan["pp_size"],
             "world_size": plan["world_size"],
         },
-        "commands": commands(plan),
+        "commands": commands(plan, Path(plan["staging"])),
         "stages": stages,
         "estimates": plan.get("estimates"),
         "checks": plan["checks"],
@@ -146,7 +147,10 @@ def environment(plan: dict, facts: dict, packages: dict, gpu_facts: dict) -> dic
     cuda, cuda_source = facts.get("cuda_runtime"), facts.get("cuda_runtime_source")
     inferred = []
     if plan["trtllm_version_source"] == "config":
-        inferred.append("trtllm_version")
+        # no TensorRT-LLM here: the CUDA its release line was built with, not this machine's
+        inferred += ["trtllm_version", "cuda_runtime"]
+        cuda = (versions.stack_for(plan["trtllm_version"]) or {}).get("cuda")
+        cuda_source = "the TensorRT-LLM release line's (target.trtllm_version)"
     if plan["gpu"]["source"] == "config":
         inferred.append("gpu")
     return {
@@ -169,10 +173,10 @@ def environment(plan: dict, facts: dict, packages: dict, gpu_facts: dict) -> dic
     }
 
 
-def commands(plan: dict) -> list[dict]:
+def commands(plan: dict, staging: Path) -> list[dict]:
     out = []
     for step in plan["steps"]:
-        stats = artifact_files.step_stats(step["name"])
+        stats = artifact_files.step_stats(staging, step["name"])
         out.append(
             {
                 "name": step["name"],
@@ -191,20 +195,19 @@ def publish(args: argparse.Namespace) -> Path:
     staging: Path = args.staging
     output = Path(doc["output"])
     cfg = BuildConfig.model_validate(doc["config"]["config"])
-    artifact_files.STAGING = staging
     if cfg.backend == "pytorch":
-        artifact, argv = publish_pytorch(doc, staging, cfg)
+        artifact, argv, part = publish_pytorch(doc, staging, cfg)
     else:
-        artifact, argv = publish_engine(doc, staging, args.keep_checkpoint)
+        artifact, argv, part = publish_engine(doc, staging, args.keep_checkpoint)
     plan = doc["plan"]
     serve = serve_script.write(staging / "serve.sh", argv, doc["inputs"]["build_id"], plan)
     artifact_files.make_readable(staging)
     artifact["files"] = artifact_files.describe(staging)
     stages = artifact_files.read_stages(args.work_dir / "stages.tsv")
-    name = output.name
-    manifest.write_json_atomic(
-        staging / "build.json", build_manifest(doc, name, artifact, serve, stages)
-    )
+    record = build_manifest(doc, output.name, artifact, serve, stages)
+    if part is not None:  # the bundle's own record (backend pytorch)
+        record["bundle"] = part
+    manifest.write_json_atomic(staging / "build.json", record)
     os.chmod(staging / "build.json", 0o644)
     swap.put_in_place(staging, output)
     return output
