@@ -41,6 +41,11 @@ bench_time() {
 
 main() {
   RUNS="${1:-5}"
+  # RUNS goes into arithmetic, where a[$(cmd)] would run cmd: digits only
+  if [[ $# -gt 1 || ! "${RUNS}" =~ ^[1-9][0-9]{0,2}$ ]]; then
+    printf 'bench_cli: error: give one number of runs (1 to 999), got %s\n' "${*@Q}" >&2
+    exit 2
+  fi
   BENCH_TMP="$(mktemp -d)"
   trap bench_cleanup EXIT
   mkdir -p "${BENCH_TMP}/llama-3.1-8b"
