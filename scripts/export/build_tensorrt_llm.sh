@@ -102,8 +102,9 @@ build_parse_args() {
 }
 
 build_doctor() {
-  local -a args=(--config "${CONFIG_FILE}" --output-dir "${OUTPUT_DIR:-${OUTPUTS_DIR}/gpu/tensorrt_llm}")
-  [[ -z "${PROFILE}" ]] || args+=(--profile "${PROFILE}")
+  # --opt=VALUE: a value that starts with '-' stays a value for argparse
+  local -a args=("--config=${CONFIG_FILE}" "--output-dir=${OUTPUT_DIR:-${OUTPUTS_DIR}/gpu/tensorrt_llm}")
+  [[ -z "${PROFILE}" ]] || args+=("--profile=${PROFILE}")
   ((JSON == 0)) || args+=(--json)
   exec "${PYTHON}" "${LIB_DIR}/doctor.py" "${args[@]}"
 }
@@ -235,8 +236,8 @@ build_args() {
 }
 
 build_config() {
-  local -a args=(--config "${CONFIG_FILE}")
-  [[ -z "${PROFILE}" ]] || args+=(--profile "${PROFILE}")
+  local -a args=("--config=${CONFIG_FILE}")
+  [[ -z "${PROFILE}" ]] || args+=("--profile=${PROFILE}")
   build_py "${WORK_DIR}/config.json" build_config.py "${args[@]}"
 }
 

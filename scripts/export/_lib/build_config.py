@@ -211,12 +211,22 @@ class Issue:
     profile: str | None = None  # set on a warning: the profile (not selected) it belongs to
 
     def render(self, source: str) -> str:
+        """One line: a control character or line break from the file or its path is escaped."""
         where = f"{source}:{self.line}" if self.line else source
-        return f"{where}: {self.path}: {self.message}"
+        return f"{where}: {self.path}: {self.message}".translate(_ESCAPES)
 
     def render_warning(self, source: str) -> str:
-        which = f"profile {self.profile} is" if self.profile else "the profiles are"
-        return f"{self.render(source)} ({which} not selected: this build goes on)"
+        which = f"profile {_key_text(self.profile)} is" if self.profile else "the profiles are"
+        return f"{self.render(source)} ({which} not selected: this build goes on)".translate(
+            _ESCAPES
+        )
+
+
+# Characters that would break a one-line message (str.splitlines() breaks at some of them).
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 127, 0x85)} | {
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
 
 
 class ConfigError(Exception):
@@ -397,8 +407,15 @@ def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], issues: list[Is
 def _dotted(path: tuple) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        text = _key_text(part)
+        out += f"[{part}]" if isinstance(part, int) else (f".{text}" if out else text)
     return out or "(top level)"
+
+
+def _key_text(key: Any) -> str:
+    """A key as it is when plain (max_seq_len, h100-fp8), else quoted ('my key', '\\x1e')."""
+    text = str(key)
+    return text if re.fullmatch(r"[A-Za-z0-9_.+/-]+", text) else _show(text, 40)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -907,7 +924,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--list-profiles", action="store_true", help="name<TAB>description lines")
     parser.add_argument("--schema", action="store_true", help="print the JSON Schema")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors (its line printed)
+        return int(exc.code or 0)
     if args.schema:
         print(json.dumps(json_schema(), indent=2))
         return 0
