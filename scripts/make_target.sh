@@ -50,10 +50,16 @@ make_switch() {
   esac
 }
 
-# make_need_name EXAMPLE: NAME is set (else the line says how) and valid.
+# make_need_name WHAT: NAME is set, else a line says how (WHAT: what the name names).
 make_need_name() {
-  local problem
   [[ -n "${NAME:-}" ]] || die --code 2 "set NAME=<$1>, e.g. make ${PROG#make } NAME=my-sft"
+}
+
+# make_valid_name WHAT: NAME is set and follows the NAME rule (for the targets whose script
+# takes no NAME of its own: merge, serve).
+make_valid_name() {
+  local problem
+  make_need_name "$1"
   problem="$(name_problem "${NAME}")" || die --code 2 "${problem}"
 }
 
@@ -68,7 +74,7 @@ make_merge() {
   [[ -n "${ADAPTER:-}" ]] ||
     die --code 2 "set ADAPTER=<adapter dir>, e.g. make merge ADAPTER=outputs/gpu/checkpoints/sft/final NAME=my-sft"
   [[ -d "${ADAPTER}" ]] || die --code 2 "ADAPTER ${ADAPTER@Q} is not a directory (the adapter dir with adapter_config.json)"
-  make_need_name "model name"
+  make_valid_name "model name"
   make_words MERGE_ARGS extra
   exec "${PYTHON}" "${REPO_ROOT}/scripts/gpu/merge_lora.py" --adapter "${ADAPTER}" \
     --output "${OUTPUTS}/gpu/merged_models/${NAME}" "${extra[@]}"
@@ -76,7 +82,7 @@ make_merge() {
 
 make_engine() {
   local -a args
-  [[ -n "${NAME:-}" ]] || make_need_name "merged model name"
+  make_need_name "merged model name"
   args=(--name "${NAME}")
   make_config_args args
   make_switch DRY_RUN --dry-run args
@@ -86,7 +92,7 @@ make_engine() {
 
 make_serve() {
   local serve
-  make_need_name "artifact name"
+  make_valid_name "artifact name"
   serve="${OUTPUTS}/gpu/tensorrt_llm/${NAME}/serve.sh"
   [[ -x "${serve}" ]] || die --code 2 "no artifact with a serve.sh at ${serve%/serve.sh}: build it first (make engine NAME=${NAME})"
   exec "${serve}"
@@ -105,12 +111,9 @@ main() {
     merge) make_merge ;;
     doctor) args=(--doctor) && make_config_args args && exec "${BUILD}" "${args[@]}" ;;
     engine) make_engine ;;
-    verify) [[ -n "${NAME:-}" ]] || make_need_name "artifact name"; exec "${BUILD}" --verify --name "${NAME}" ;;
+    verify) make_need_name "artifact name" && exec "${BUILD}" --verify --name "${NAME}" ;;
     serve) make_serve ;;
-    bench)
-      [[ -n "${NAME:-}" ]] || make_need_name "artifact name"
-      exec "${SCRIPT_DIR}/export/bench_tensorrt_llm.sh" --name "${NAME}"
-      ;;
+    bench) make_need_name "artifact name" && exec "${SCRIPT_DIR}/export/bench_tensorrt_llm.sh" --name "${NAME}" ;;
     bench-merge) make_words BENCH_ARGS args && exec "${SCRIPT_DIR}/dev/bench_merge.sh" "${args[@]}" ;;
     bench-cli) make_words BENCH_ARGS args && exec "${SCRIPT_DIR}/dev/bench_cli.sh" "${args[@]}" ;;
     *) PROG="make_target" && die --usage --code 2 "unknown target: ${target@Q}" ;;
