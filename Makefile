@@ -4,6 +4,13 @@ SHELL := bash
 .DEFAULT_GOAL := help
 MAKEFLAGS += --no-print-directory
 
+# Every variable given on the command line (NAME=..., CONFIG=..., MERGE_ARGS=..., any other)
+# reaches the recipes as the text it was given, through the environment: make neither expands it
+# ($(shell ...) in a value stays text) nor pastes it into a recipe (backticks, $(...), quotes, ';'
+# and newlines stay text too). scripts/make_target.sh passes each as one argument and the
+# scripts judge them (exit 2). Variables from make's environment are passed on as they are.
+$(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(eval override $(v) := $$(value $(v)))$(eval export $(v))))
+
 # PYTHON given by the caller (e.g. PYTHON=python3 inside NVIDIA's TensorRT-LLM container) is used
 # as it is, and no venv is made. Otherwise the pinned development venv in .venv/ is made on demand.
 ifeq ($(origin PYTHON),undefined)
@@ -14,14 +21,11 @@ PY_SETUP :=
 endif
 export PYTHON
 
-CONFIG ?= configs/export/tensorrt_llm.yaml
-BUILD := scripts/export/build_tensorrt_llm.sh
-
 .PHONY: help setup venv bats test lint test-python test-bats demo merge bench-merge bench-cli doctor \
 	engine verify serve bench clean
 
 help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | sort \
+	@grep -E '^[a-zA-Z_-]+:.*## ' Makefile | sort \
 		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
 setup: venv bats ## Install the pinned dev tools: .venv/ (Python) and node_modules/ (bats)
@@ -47,35 +51,29 @@ test-bats: setup ## Run the bats suite only
 demo: $(PY_SETUP) ## Run the whole pipeline on a built-in tiny example under outputs/demo/
 	@scripts/dev/demo.sh
 
-merge: $(PY_SETUP) ## Merge ADAPTER=dir into its base as outputs/gpu/merged_models/NAME
-	@test -n "$(ADAPTER)" || { echo "make merge: set ADAPTER=<adapter dir>, e.g. make merge ADAPTER=outputs/gpu/checkpoints/sft/final NAME=my-sft" >&2; exit 2; }
-	@test -n "$(NAME)" || { echo "make merge: set NAME=<model name>, e.g. make merge ADAPTER=$(ADAPTER) NAME=my-sft" >&2; exit 2; }
-	@"$(PYTHON)" scripts/gpu/merge_lora.py --adapter "$(ADAPTER)" --output "outputs/gpu/merged_models/$(NAME)" $(MERGE_ARGS)
+merge: $(PY_SETUP) ## Merge ADAPTER=dir into its base as outputs/gpu/merged_models/NAME [MERGE_ARGS=..]
+	@scripts/make_target.sh merge
 
 bench-merge: $(PY_SETUP) ## Benchmark the merge vs cp -r and PEFT (synthetic 1.5B) [BENCH_ARGS=--size 8b]
-	@scripts/dev/bench_merge.sh $(BENCH_ARGS)
+	@scripts/make_target.sh bench-merge
 
 bench-cli: $(PY_SETUP) ## Time make doctor and an 8B --dry-run (targets: 1 s and 2 s)
-	@scripts/dev/bench_cli.sh $(BENCH_ARGS)
+	@scripts/make_target.sh bench-cli
 
-doctor: $(PY_SETUP) ## Check this machine against the build config (versions, GPU, disk)
-	@$(BUILD) --doctor --config "$(CONFIG)" $(if $(PROFILE),--profile "$(PROFILE)")
+doctor: $(PY_SETUP) ## Check this machine against the build config (versions, GPU, disk) [CONFIG=..] [PROFILE=..]
+	@scripts/make_target.sh doctor
 
 engine: $(PY_SETUP) ## Build NAME's TensorRT-LLM artifact [CONFIG=..] [PROFILE=..] [DRY_RUN=1] [FORCE=1]
-	@test -n "$(NAME)" || { echo "make engine: set NAME=<merged model name>, e.g. make engine NAME=my-sft" >&2; exit 2; }
-	@$(BUILD) --name "$(NAME)" --config "$(CONFIG)" $(if $(PROFILE),--profile "$(PROFILE)") $(if $(DRY_RUN),--dry-run) $(if $(FORCE),--force)
+	@scripts/make_target.sh engine
 
 verify: $(PY_SETUP) ## Check NAME's artifact against this machine, then golden prompts
-	@test -n "$(NAME)" || { echo "make verify: set NAME=<artifact name>" >&2; exit 2; }
-	@$(BUILD) --verify --name "$(NAME)"
+	@scripts/make_target.sh verify
 
 serve: ## Start trtllm-serve for NAME's artifact (runs its serve.sh)
-	@test -n "$(NAME)" || { echo "make serve: set NAME=<artifact name>" >&2; exit 2; }
-	@outputs/gpu/tensorrt_llm/$(NAME)/serve.sh
+	@scripts/make_target.sh serve
 
 bench: $(PY_SETUP) ## Run trtllm-bench on NAME's artifact with a locally made dataset
-	@test -n "$(NAME)" || { echo "make bench: set NAME=<artifact name>" >&2; exit 2; }
-	@scripts/export/bench_tensorrt_llm.sh --name "$(NAME)"
+	@scripts/make_target.sh bench
 
 clean: ## Remove outputs/demo (never the real outputs)
 	@rm -rf outputs/demo

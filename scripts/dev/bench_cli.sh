@@ -3,7 +3,8 @@
 #
 # Usage: scripts/dev/bench_cli.sh [RUNS]
 #
-# Targets (issue texts): doctor under 1 s, --dry-run of an 8B model under 2 s. Prints the median
+# Targets (issue texts): doctor under 1 s, --dry-run of an 8B model under 2 s, a bad config (10 MiB,
+# billion laughs) refused under 1 s, Python start included. Prints the median
 # and the range of RUNS runs (default 5) of each, wall clock. Uses $PYTHON (the Makefile sets it).
 # The 8B model is Llama-3.1-8B's published config.json (tests/fixtures/hf_configs), no weights.
 set -euo pipefail
@@ -11,6 +12,7 @@ set -euo pipefail
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 readonly REPO_ROOT
 readonly BUILD="${REPO_ROOT}/scripts/export/build_tensorrt_llm.sh"
+readonly CONFIG_HELPER="${REPO_ROOT}/scripts/export/check_config.py"
 
 bench_cleanup() {
   [[ -z "${BENCH_TMP:-}" ]] || rm -rf -- "${BENCH_TMP}"
@@ -41,6 +43,11 @@ bench_time() {
 
 main() {
   RUNS="${1:-5}"
+  # RUNS goes into arithmetic, where a[$(cmd)] would run cmd: digits only
+  if [[ $# -gt 1 || ! "${RUNS}" =~ ^[1-9][0-9]{0,2}$ ]]; then
+    printf 'bench_cli: error: give one number of runs (1 to 999), got %s\n' "${*@Q}" >&2
+    exit 2
+  fi
   BENCH_TMP="$(mktemp -d)"
   trap bench_cleanup EXIT
   mkdir -p "${BENCH_TMP}/llama-3.1-8b"
@@ -53,6 +60,12 @@ main() {
   bench_time "make doctor" "0 1 2" make --no-print-directory doctor
   bench_time "build --dry-run (Llama-3.1-8B)" 0 "${BUILD}" --model-dir "${BENCH_TMP}/llama-3.1-8b" \
     --output "${BENCH_TMP}/out" --dry-run
+  # bad configs are refused fast, whatever their size or shape (exit 2)
+  head -c $((10 * 1024 * 1024)) /dev/zero | tr '\0' '#' >"${BENCH_TMP}/ten-mib.yaml"
+  bench_time "refuse a 10 MiB config" 2 "${PYTHON:-python3}" "${CONFIG_HELPER}" \
+    --config "${BENCH_TMP}/ten-mib.yaml"
+  bench_time "refuse a billion-laughs config" 2 "${PYTHON:-python3}" "${CONFIG_HELPER}" \
+    --config "${REPO_ROOT}/tests/fixtures/configs/bad/billion-laughs.yaml"
 }
 
 main "$@"

@@ -26,10 +26,11 @@ readonly SCRIPT_DIR
 REPO_ROOT="$(cd "${SCRIPT_DIR}/../.." && pwd)"
 readonly REPO_ROOT
 readonly PROG="bench_tensorrt_llm"
-readonly NAME_PATTERN='^[A-Za-z0-9][A-Za-z0-9._-]*$'
 
 # shellcheck source=lib/log.sh
 source "${SCRIPT_DIR}/lib/log.sh"
+# shellcheck source=lib/name.sh
+source "${SCRIPT_DIR}/lib/name.sh"
 
 usage() {
   help_from_header "${BASH_SOURCE[0]}"
@@ -47,6 +48,7 @@ bench_need_int() {
 }
 
 bench_parse_args() {
+  local problem
   while (($# > 0)); do
     case "$1" in
       --name) [[ $# -ge 2 && -n "$2" ]] || die --usage --code 2 "--name needs a value"; NAME="$2"; shift ;;
@@ -62,8 +64,7 @@ bench_parse_args() {
   done
   if [[ -z "${ARTIFACT}" ]]; then
     [[ -n "${NAME}" ]] || die --usage --code 2 "give --name NAME or --artifact DIR"
-    [[ "${NAME}" =~ ${NAME_PATTERN} ]] \
-      || die --code 2 "invalid NAME '${NAME}': use letters, digits, '.', '_' and '-'"
+    problem="$(name_problem "${NAME}")" || die --code 2 "${problem}"
     ARTIFACT="${OUTPUTS_DIR:-${REPO_ROOT}/outputs}/gpu/tensorrt_llm/${NAME}"
   fi
   [[ -n "${NAME}" ]] || NAME="$(basename "${ARTIFACT}")"

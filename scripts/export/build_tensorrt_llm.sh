@@ -42,12 +42,13 @@ readonly LIB_DIR="${SCRIPT_DIR}/lib"
 REPO_ROOT="$(cd "${SCRIPT_DIR}/../.." && pwd)"
 readonly REPO_ROOT
 readonly PROG="build_tensorrt_llm"
-readonly NAME_PATTERN='^[A-Za-z0-9][A-Za-z0-9._-]*$'
-# Seconds between the progress lines of a running step (tests shorten it).
+# Seconds between the progress lines of a running step (tests shorten it); checked in main.
 readonly PROGRESS_SECONDS="${BUILD_PROGRESS_SECONDS:-60}"
 
 # shellcheck source=lib/log.sh
 source "${LIB_DIR}/log.sh"
+# shellcheck source=lib/name.sh
+source "${LIB_DIR}/name.sh"
 # shellcheck source=lib/lock.sh
 source "${LIB_DIR}/lock.sh"
 # shellcheck source=lib/staging.sh
@@ -96,14 +97,16 @@ build_parse_args() {
     esac
     shift
   done
-  if [[ -n "${NAME}" && ! "${NAME}" =~ ${NAME_PATTERN} ]]; then
-    die --code 2 "invalid NAME '${NAME}': use letters, digits, '.', '_' and '-', starting with a letter or digit"
+  local problem
+  if [[ -n "${NAME}" ]] && ! problem="$(name_problem "${NAME}")"; then
+    die --code 2 "${problem}"
   fi
 }
 
 build_doctor() {
-  local -a args=(--config "${CONFIG_FILE}" --output-dir "${OUTPUT_DIR:-${OUTPUTS_DIR}/gpu/tensorrt_llm}")
-  [[ -z "${PROFILE}" ]] || args+=(--profile "${PROFILE}")
+  # --opt=VALUE: a value that starts with '-' stays a value for argparse
+  local -a args=("--config=${CONFIG_FILE}" "--output-dir=${OUTPUT_DIR:-${OUTPUTS_DIR}/gpu/tensorrt_llm}")
+  [[ -z "${PROFILE}" ]] || args+=("--profile=${PROFILE}")
   ((JSON == 0)) || args+=(--json)
   exec "${PYTHON}" "${SCRIPT_DIR}/doctor.py" "${args[@]}"
 }
@@ -201,6 +204,7 @@ build_on_signal() { # <signal name> <number>
 # ---------------------------------------------------------------------------------- stages
 
 build_args() {
+  local problem
   if [[ -z "${MODEL_DIR}" ]]; then
     [[ -n "${NAME}" ]] || die --usage --code 2 "give --name NAME or --model-dir DIR"
     MODEL_DIR="${OUTPUTS_DIR}/gpu/merged_models/${NAME}"
@@ -214,16 +218,15 @@ build_args() {
   if [[ -z "${OUTPUT_DIR}" ]]; then
     if [[ -z "${NAME}" ]]; then
       NAME="$(basename -- "${MODEL_DIR}")"
-      [[ "${NAME}" =~ ${NAME_PATTERN} ]] ||
-        die --code 2 "cannot name the artifact after the model dir '${NAME}': give --name NAME or --output DIR"
+      name_problem "${NAME}" >/dev/null ||
+        die --code 2 "cannot name the artifact after the model dir ${NAME@Q}: give --name NAME or --output DIR"
     fi
     OUTPUT_DIR="${OUTPUTS_DIR}/gpu/tensorrt_llm/${NAME}"
   fi
   [[ "${OUTPUT_DIR}" == /* ]] || OUTPUT_DIR="${PWD}/${OUTPUT_DIR}"
   while [[ "${OUTPUT_DIR}" == */ && "${OUTPUT_DIR}" != / ]]; do OUTPUT_DIR="${OUTPUT_DIR%/}"; done
   ARTIFACT_NAME="${NAME:-$(basename -- "${OUTPUT_DIR}")}"
-  [[ "$(basename -- "${OUTPUT_DIR}")" =~ ${NAME_PATTERN} ]] ||
-    die --code 2 "invalid output dir name '$(basename -- "${OUTPUT_DIR}")': use letters, digits, '.', '_' and '-'"
+  problem="$(name_problem "$(basename -- "${OUTPUT_DIR}")" "output dir name")" || die --code 2 "${problem}"
   [[ "${OUTPUT_DIR}" != "${MODEL_DIR}" && "${OUTPUT_DIR}/" != "${MODEL_DIR}/"* ]] ||
     die --code 2 "the output dir ${OUTPUT_DIR} would overwrite the model it is built from"
   OUTPUT_PARENT="$(dirname -- "${OUTPUT_DIR}")"
@@ -235,9 +238,10 @@ build_args() {
 # stage lines itself and leaves in WORK_DIR the step argv files, the build_id and the status.
 build_prepare() {
   local rc=0
-  local -a args=(--config "${CONFIG_FILE}" --model-dir "${MODEL_DIR}" --output "${OUTPUT_DIR}"
-    --staging "${STAGING_PLANNED}" --cache-dir "${OUTPUT_PARENT}/.cache" --work-dir "${WORK_DIR}")
-  [[ -z "${PROFILE}" ]] || args+=(--profile "${PROFILE}")
+  # --opt=VALUE: a value that starts with '-' stays a value for argparse
+  local -a args=("--config=${CONFIG_FILE}" "--model-dir=${MODEL_DIR}" "--output=${OUTPUT_DIR}"
+    "--staging=${STAGING_PLANNED}" "--cache-dir=${OUTPUT_PARENT}/.cache" "--work-dir=${WORK_DIR}")
+  [[ -z "${PROFILE}" ]] || args+=("--profile=${PROFILE}")
   ((DRY_RUN == 0)) || args+=(--dry-run)
   ((JSON == 0)) || args+=(--json)
   "${PYTHON}" "${LIB_DIR}/prepare.py" "${args[@]}" || rc=$?
@@ -384,6 +388,8 @@ main() {
     PYTHON="${PWD}/${PYTHON}"
   fi
   export PYTHON
+  [[ "${PROGRESS_SECONDS}" =~ ^[1-9][0-9]{0,5}$ ]] ||
+    die --code 2 "BUILD_PROGRESS_SECONDS must be a whole number of seconds (1 to 999999), got ${PROGRESS_SECONDS@Q}"
   build_parse_args "$@"
   case "${MODE}" in
     doctor) build_doctor ;;

@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--list-profiles", action="store_true", help="name<TAB>description lines")
     parser.add_argument("--schema", action="store_true", help="print the JSON Schema")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse: 0 for --help, 2 for usage errors (its line printed)
+        return int(exc.code or 0)
     if args.schema:
         print(json.dumps(build_config.json_schema(), indent=2))
         return 0

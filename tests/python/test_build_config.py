@@ -51,8 +51,8 @@ def _row(path: Path) -> Row:
     )
 
 
-def _generated(tmp: Path) -> list[Row]:
-    """Bad configs too large or too odd to keep as files, made in a temp dir."""
+def _generated(tmp: Path, index: int) -> Row:
+    """Bad config `index` of those too large or too odd to keep as files, made in a temp dir."""
     text = (FIXTURES / "good" / "minimal.yaml").read_text()
     files = {
         "ten-mib.yaml": "# padding\n" * (1024 * 1024),
@@ -62,11 +62,9 @@ def _generated(tmp: Path) -> list[Row]:
             f"  k{i}: {i}\n" for i in range(build_config.MAX_NODES))),
         "deep-flow.yaml": text.replace("dtype: auto", "dtype: " + "[" * 40 + "]" * 40),
     }  # fmt: skip
-    for name, body in files.items():
-        (tmp / name).write_text(body)
     limit = "a build config is at most 1 MiB"
     ten = f"10.0 MiB (10485760 bytes): {limit}"
-    return [
+    rows = [
         Row(tmp / "ten-mib.yaml", None, "too_big", "(file)", None, ten),
         Row(tmp / "one-byte-over.yaml", None, "too_big", "(file)", None, "(1048577 bytes)"),
         Row(Path("/dev/zero"), None, "too_big", "(file)", None, f"more than 1 MiB: {limit}"),
@@ -78,6 +76,10 @@ def _generated(tmp: Path) -> list[Row]:
         Row(tmp, None, "unreadable", "(file)", None, "Is a directory"),
         Row(tmp / "absent.yaml", None, "no_file", "(file)", None, "no such file"),
     ]  # fmt: skip
+    row = rows[index]
+    if row.config.name in files:
+        row.config.write_text(files[row.config.name])
+    return row
 
 
 GENERATED = [
@@ -122,7 +124,7 @@ def test_bad_config_exits_2_naming_key_and_line(path, capsys):
 
 @pytest.mark.parametrize("index", range(len(GENERATED)), ids=GENERATED)
 def test_generated_bad_config_exits_2_naming_the_limit(index, tmp_path, capsys):
-    _assert_refused(_generated(tmp_path)[index], capsys)
+    _assert_refused(_generated(tmp_path, index), capsys)
 
 
 def test_unknown_key_suggests_the_closest_name():
@@ -268,7 +270,7 @@ def test_hash_follows_the_resolved_values(tmp_path):
 
 def test_schema_file_is_generated_from_the_models():
     assert json.loads(SCHEMA.read_text()) == build_config.json_schema(), (
-        "regenerate: python scripts/export/lib/build_config.py --schema "
+        "regenerate: scripts/export/check_config.py --schema "
         "> configs/export/tensorrt_llm.schema.json"
     )
 

@@ -101,6 +101,22 @@ def test_an_unknown_profile_exits_2(machine, capsys):
     assert "did you mean 'h100-fp8'" in err
 
 
+def test_a_broken_profile_that_is_not_selected_is_a_warning_line_and_doctor_goes_on(
+    machine, capsys
+):
+    machine("h200")
+    config = REPO / "tests/fixtures/configs/bad/profile-conflict.yaml"
+    rc, out, err = run(["--config", str(config)], capsys)
+    assert rc in (0, 1) and "Checks" in out
+    assert err.startswith(
+        f"doctor: config warning: {config}:42: profiles.long.build.max_input_len: "
+    )
+    assert err.rstrip().endswith("(profile long is not selected: this build goes on)")
+    rc, out, err = run(["--config", str(config), "--profile", "long"], capsys)
+    assert (rc, out) == (2, "")
+    assert err.startswith(f"doctor: config error: {config}:42: profiles.long.build.max_input_len: ")
+
+
 def test_doctor_does_not_import_torch(tmp_path):
     env = dict(os.environ, FAKE_NVIDIA_SMI="h200",
                PATH=f"{REPO / 'tests/fakes/bin'}:/usr/bin:/bin",

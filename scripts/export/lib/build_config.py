@@ -209,12 +209,20 @@ class Issue:
     profile: str | None = None  # set on a warning: the profile (not selected) it belongs to
 
     def render(self, source: str) -> str:
+        """One line: a control character or line break from the file or its path is escaped."""
         where = f"{source}:{self.line}" if self.line else source
-        return f"{where}: {self.path}: {self.message}"
+        return f"{where}: {self.path}: {self.message}".translate(_ESCAPES)
 
     def render_warning(self, source: str) -> str:
-        which = f"profile {self.profile} is" if self.profile else "the profiles are"
+        which = f"profile {_key_text(self.profile)} is" if self.profile else "the profiles are"
         return f"{self.render(source)} ({which} not selected: this build goes on)"
+
+
+# Characters that would break a one-line message (str.splitlines() breaks at some of them).
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(32), 127, 0x85)} | {
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
 
 
 class ConfigError(Exception):
@@ -251,8 +259,9 @@ class _Loader(_YamlLoader):  # type: ignore[misc, valid-type]
         except yaml.YAMLError:
             raise
         except Exception as exc:  # the constructors raise ValueError, KeyError, IndexError, ...
+            value = _show(node.value) if isinstance(node, yaml.ScalarNode) else "here"
             raise yaml.constructor.ConstructorError(
-                None, None, f"cannot read the value {node.value!r}: {exc}", node.start_mark
+                None, None, f"cannot read the value {value}: {exc}", node.start_mark
             ) from None
 
 
@@ -395,8 +404,15 @@ def _walk(node: yaml.Node, path: tuple, lines: dict[tuple, int], issues: list[Is
 def _dotted(path: tuple) -> str:
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        text = _key_text(part)
+        out += f"[{part}]" if isinstance(part, int) else (f".{text}" if out else text)
     return out or "(top level)"
+
+
+def _key_text(key: Any) -> str:
+    """A key as it is when plain (max_seq_len, h100-fp8), else quoted ('my key', '\\x1e')."""
+    text = str(key)
+    return text if re.fullmatch(r"[A-Za-z0-9_.+/-]+", text) else _show(text, 40)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -738,27 +754,33 @@ def check(path: str | Path, profile: str | None = None) -> Checked:
         raise ConfigError(source, [Issue("wrong_type", "(top level)", line, "expected a mapping")])
     base = {k: v for k, v in data.items() if k != "profiles"}
     chosen, errors = _validate(base, lines, None)
-    profiles = data.get("profiles") or {}
-    found: dict[Any, list[Issue]] = {}
-    if not isinstance(profiles, dict):
-        where = lines.get(("profiles",))
-        found[None] = [Issue("wrong_type", "profiles", where, "expected a mapping")]
+    profiles = data.get("profiles")
+    section: list[Issue] = []  # problems of the profiles key itself
+    if profiles is None:
         profiles = {}
+    elif not isinstance(profiles, dict):
+        where = lines.get(("profiles",))
+        section.append(Issue("wrong_type", "profiles", where, "expected a mapping"))
+        profiles = {}
+    found: dict[Any, list[Issue]] = {}
     usable: dict[str, BuildConfig] = {}
     for name, body in profiles.items():
         cfg, found[name] = _check_profile(name, body, base, lines)
         if cfg is not None and not found[name]:
             usable[name] = cfg
+    others = [(str(n), issues) for n, issues in found.items() if profile is None or n != profile]
     if profile is not None:
-        errors += found.pop(profile, []) + found.pop(None, [])
+        errors += section + found.get(profile, [])
         chosen = usable.get(profile)
         if profile not in profiles:
             errors.append(_unknown_profile(profile, profiles, lines))
+    else:
+        others.append((None, section))
     errors = _dedupe(errors)
     taken = {(i.code, i.path, i.line) for i in errors}
     warnings = [
         replace(i, profile=name)
-        for name, issues in found.items()
+        for name, issues in others
         for i in _dedupe(issues)
         if (i.code, i.path, i.line) not in taken
     ]
@@ -822,7 +844,7 @@ def _backend_pin(name: str, over: dict, base: dict, lines: dict) -> list[Issue]:
 def _unknown_profile(profile: str, profiles: dict, lines: dict) -> Issue:
     names = sorted(str(n) for n in profiles)
     close = _suggest(profile, names, cutoff=0.5)
-    hint = f"; did you mean {close!r}?" if close else ""
+    hint = f"; did you mean {close!r}?" if close and close != profile else ""
     return Issue(
         "unknown_profile",
         "profiles",

@@ -6,10 +6,11 @@ log() {
   printf '%s: %s\n' "${PROG:-build_tensorrt_llm}" "$*" >&2
 }
 
-# die [--usage] [--code N] MESSAGE...: the one error path. Prints the message (and the usage
-# when asked) on stderr and exits with N (default 1; 2 means bad input, nothing written).
+# die [--usage] [--code N] MESSAGE...: the one error path. Prints the message as one line
+# (a newline in it, from a value it quotes, is shown as \n) and the usage when asked, on
+# stderr, and exits with N (default 1; 2 means bad input, nothing written).
 die() {
-  local code=1 usage=0
+  local code=1 usage=0 message
   while (($# > 0)); do
     case "$1" in
       --usage) usage=1 ;;
@@ -18,7 +19,8 @@ die() {
     esac
     shift
   done
-  printf '%s: error: %s\n' "${PROG:-build_tensorrt_llm}" "$*" >&2
+  message="$*"
+  printf '%s: error: %s\n' "${PROG:-build_tensorrt_llm}" "${message//$'\n'/\\n}" >&2
   if ((usage)) && declare -F usage >/dev/null; then
     printf '\n' >&2
     usage >&2
