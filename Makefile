@@ -66,7 +66,7 @@ doctor: $(PY_SETUP) ## Check this machine against the build config (versions, GP
 engine: $(PY_SETUP) ## Build NAME's TensorRT-LLM artifact [CONFIG=..] [PROFILE=..] [DRY_RUN=1] [FORCE=1]
 	@scripts/make_target.sh engine
 
-verify: $(PY_SETUP) ## Check NAME's artifact against this machine, then golden prompts
+verify: $(PY_SETUP) ## Check NAME's artifact against this machine, then golden prompts [FULL=1] [ALLOW_SKIP=1]
 	@scripts/make_target.sh verify
 
 serve: ## Start trtllm-serve for NAME's artifact (runs its serve.sh)

@@ -9,6 +9,7 @@
 #   ADAPTER      adapter dir (make merge)
 #   CONFIG       build config, PROFILE a profile of it (make doctor, engine)
 #   DRY_RUN      1: plan only; FORCE 1: replace a different build (make engine); 0 or empty: off
+#   FULL         1: hash every file; ALLOW_SKIP 1: accept checks that cannot run (make verify)
 #   MERGE_ARGS   more merge_lora.py options (make merge), BENCH_ARGS bench options (bench-*)
 #   OUTPUTS_DIR  outputs root (default: outputs/ of this repository); PYTHON the interpreter
 # Each value goes to the script as one argument, never through eval; MERGE_ARGS and BENCH_ARGS
@@ -90,6 +91,15 @@ make_engine() {
   exec "${BUILD}" "${args[@]}"
 }
 
+make_verify() {
+  local -a args
+  make_need_name "artifact name"
+  args=(--verify --name "${NAME}")
+  make_switch FULL --full args
+  make_switch ALLOW_SKIP --allow-skip args
+  exec "${BUILD}" "${args[@]}"
+}
+
 make_serve() {
   local serve
   make_valid_name "artifact name"
@@ -111,7 +121,7 @@ main() {
     merge) make_merge ;;
     doctor) args=(--doctor) && make_config_args args && exec "${BUILD}" "${args[@]}" ;;
     engine) make_engine ;;
-    verify) make_need_name "artifact name" && exec "${BUILD}" --verify --name "${NAME}" ;;
+    verify) make_verify ;;
     serve) make_serve ;;
     bench) make_need_name "artifact name" && exec "${SCRIPT_DIR}/export/bench_tensorrt_llm.sh" --name "${NAME}" ;;
     bench-merge) make_words BENCH_ARGS args && exec "${SCRIPT_DIR}/dev/bench_merge.sh" "${args[@]}" ;;

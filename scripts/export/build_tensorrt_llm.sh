@@ -18,6 +18,8 @@
 #   --debug           trace every command (set -x with file:line:function)
 #   --doctor          check this machine against the config and exit (1 if a check fails)
 #   --verify          check a built artifact against this machine, then golden prompts
+#   --full            (--verify) sha256 of every file, not sizes and sampled content
+#   --allow-skip      (--verify) accept checks that cannot run here (exit 0, recorded as partial)
 #   -h, --help        this help
 #
 # Stages: args, then config, probe and plan (one Python process, lib/prepare.py: every check,
@@ -69,6 +71,7 @@ DRY_RUN=0
 JSON=0
 FORCE=0
 KEEP_STAGING=0
+declare -a VERIFY_FLAGS=()
 
 build_need_value() {
   [[ $# -ge 2 && -n "$2" ]] || die --usage --code 2 "$1 needs a value"
@@ -86,6 +89,7 @@ build_parse_args() {
       --json) JSON=1 ;;
       --force) FORCE=1 ;;
       --keep-staging) KEEP_STAGING=1 ;;
+      --full | --allow-skip) VERIFY_FLAGS+=("$1") ;;
       --debug)
         export PS4='+ ${BASH_SOURCE[0]##*/}:${LINENO}:${FUNCNAME[0]:-main}: '
         set -x
@@ -119,7 +123,7 @@ build_verify() {
     artifact="${OUTPUTS_DIR}/gpu/tensorrt_llm/${NAME}"
   fi
   [[ -d "${artifact}" ]] || die --code 2 "no artifact at ${artifact}: build it first (make engine NAME=${NAME})"
-  args=(--artifact "${artifact}")
+  args=("--artifact=${artifact}" "${VERIFY_FLAGS[@]}")
   ((JSON == 0)) || args+=(--json)
   exec "${PYTHON}" "${SCRIPT_DIR}/verify.py" "${args[@]}"
 }
@@ -264,7 +268,7 @@ build_print_result() {
 # it; a build that published meanwhile makes it stale, so an output that appeared is refused).
 build_identity() {
   local status rc=0
-  mkdir -p -- "${OUTPUT_PARENT}" || die "cannot create ${OUTPUT_PARENT}"
+  mkdir -p -- "${OUTPUT_PARENT}" || die "$(staging_write_problem "${OUTPUT_PARENT}")"
   lock_acquire "${LOCK_FILE}" LOCK_FD || rc=$?
   case "${rc}" in
     0) ;;
@@ -299,11 +303,12 @@ build_staging() {
   staging_clear_stale "${OUTPUT_DIR}"
   # trtllm-build writes the timing cache but does not create its dir
   while IFS= read -r dir; do
-    [[ -z "${dir}" ]] || mkdir -p -- "${dir}"
+    [[ -z "${dir}" ]] || mkdir -p -- "${dir}" || die "$(staging_write_problem "${dir}")"
   done <"${WORK_DIR}/dirs"
-  mkdir -p -- "${STAGING_PLANNED}/logs"
+  mkdir -p -- "${STAGING_PLANNED}/logs" || die "$(staging_write_problem "${STAGING_PLANNED}")"
   STAGING="${STAGING_PLANNED}"
-  cp -- "${WORK_DIR}/plan.json" "${STAGING}/logs/plan.json"
+  cp -- "${WORK_DIR}/plan.json" "${STAGING}/logs/plan.json" ||
+    die "$(staging_write_problem "${STAGING}")"
 }
 
 # build_step NAME: run one planned command in the staging dir, its output in logs/NAME.log.

@@ -147,3 +147,31 @@ report_get() {
   assert_failure 2
   [[ "${stderr}" == *"no build.json"* ]]
 }
+
+@test "a machine whose nvidia-smi finds no driver is NOT verified (exit 3), and --allow-skip says partial" {
+  verify_on pytorch nodriver 1.2.0
+  assert_failure 3
+  [[ "${stderr}" == *"verify: NOT verified: "*" check(s) could not run here ("*"golden: "* ]]
+  run report_get ok
+  assert_output "false"
+  verify_on pytorch nodriver 1.2.0 --allow-skip
+  assert_success
+  [[ "${stderr}" == *"partially verified (--allow-skip)"* ]]
+  run report_get allow_skip
+  assert_output "true"
+}
+
+@test "make verify takes FULL and ALLOW_SKIP and finds the artifact under OUTPUTS_DIR" {
+  mkdir -p "${OUTPUTS_DIR}/gpu/tensorrt_llm"
+  cp -r "${BATS_FILE_TMPDIR}/shared/pytorch" "${OUTPUTS_DIR}/gpu/tensorrt_llm/my-sft"
+  export FAKE_NVIDIA_SMI=nodriver
+  export PYTHONPATH="${BATS_FILE_TMPDIR}/stacks/1.2.0:${REPO_ROOT}/tests/fakes/python_trtllm"
+  run --separate-stderr make -C "${REPO_ROOT}" verify NAME=my-sft FULL=1 ALLOW_SKIP=1 PYTHON="${PYTHON}"
+  assert_success
+  [[ "${stderr}" == *"partially verified"* ]]
+  run build_json_get "${OUTPUTS_DIR}/gpu/tensorrt_llm/my-sft/build.json" verification.full
+  assert_output "true"
+  run --separate-stderr make -C "${REPO_ROOT}" verify NAME=nope PYTHON="${PYTHON}"
+  assert_failure
+  [[ "${stderr}" == *"no artifact at ${OUTPUTS_DIR}/gpu/tensorrt_llm/nope"* ]]
+}

@@ -48,7 +48,7 @@ HINT_CASES = [
         "trtllm-build: error: unrecognized arguments: --kv_cache_type paged",
         2,
         "unrecognized_arguments",
-        "target.trtllm_version",
+        "trtllm_programs",
     ),
     (
         "[TensorRT] ERROR: Requested amount of GPU memory (123 bytes) could not be allocated",
@@ -74,6 +74,24 @@ def test_each_known_signature_gives_a_hint_naming_the_fix(
     doc = json.loads(capsys.readouterr().out)
     assert doc["id"] == hint_id
     assert names in doc["hint"]
+
+
+@pytest.mark.parametrize(
+    ("step", "names", "absent"),
+    [
+        ("convert", "parallel.tp_size", "build.max_num_tokens or"),
+        ("quantize", "quantization.calibration.num_samples", "build.max_num_tokens or"),
+        ("build", "build.max_num_tokens", "calibration"),
+    ],
+)
+def test_an_out_of_memory_hint_names_what_lowers_that_steps_memory(
+    tmp_path, capsys, step, names, absent
+):
+    path = tmp_path / "step.log"
+    path.write_text("torch.OutOfMemoryError: CUDA out of memory.\n")
+    assert hints.main(["--log", str(path), "--step", step, "--json"]) == 0
+    hint = json.loads(capsys.readouterr().out)["hint"]
+    assert names in hint and absent not in hint
 
 
 def test_an_unknown_failure_gives_no_hint(tmp_path, capsys):

@@ -800,3 +800,72 @@ def test_workers_are_lowered_to_what_host_ram_holds(base_config, models):
     workers = int(argv[argv.index("--workers") + 1])
     assert workers == (100 * 1024**3) // per_worker < 8
     assert any("build.workers 8 lowered" in note for note in p["notes"])
+
+
+# --------------------------------------------------------------------------- all problems at once
+
+
+def test_every_problem_is_reported_in_one_run_not_one_per_try(
+    base_config, models, tmp_path, capsys
+):
+    a10 = [{"name": "A10", "compute_capability": "8.6", "memory_gib": 24}]
+    doc = config_with(base_config, **{"quantization.mode": "fp8", "target.gpus": a10})
+    assert run_main(tmp_path, doc, facts(None), models["llama-3.1-8b"]) == 2
+    out = capsys.readouterr()
+    assert "[FAIL] calibration" in out.out and "[FAIL] gpu_precision" in out.out
+    errors = [ln for ln in out.err.splitlines() if ": error: " in ln]
+    assert any("quantization.calibration.dataset" in ln for ln in errors)
+    assert any("quantization.mode" in ln and "8.9" in ln for ln in errors)
+
+
+def test_a_quantize_step_this_machine_cannot_run_is_refused_by_a_build_and_warned_by_a_dry_run(
+    base_config, models, tmp_path
+):
+    data = tmp_path / "c.jsonl"
+    data.write_text('{"text": "x"}\n')
+    doc = config_with(
+        base_config,
+        **{
+            "backend": "pytorch",
+            "quantization.mode": "fp8",
+            "quantization.calibration.dataset": str(data),
+        },
+    )
+    fact = facts("1.2.0", gpus=0)
+    fact["packages"]["nvidia-modelopt"] = None
+    for dry_run, status in ((False, "fail"), (True, "warn")):
+        p = plan.make_plan(typed(doc), fact, models["qwen2.5-7b"], "/s", dry_run=dry_run)
+        tools = [c for c in p["checks"] if c["id"] == "step_tools"]
+        assert {c["status"] for c in tools} == {status}
+        text = " ".join(c["message"] + c["fix"] for c in tools)
+        assert "nvidia-modelopt" in text and "a GPU" in text
+
+
+def test_a_missing_family_script_in_a_real_examples_dir_says_so(base_config, models, tmp_path):
+    examples = tmp_path / "examples"
+    (examples / "quantization").mkdir(parents=True)
+    (examples / "quantization" / "quantize.py").write_text("")
+    doc = config_with(base_config, **{"target.trtllm_version": "1.2.0"})
+    p = plan.make_plan(
+        typed(doc), facts("1.2.0", gpus=1), models["llama-3.1-8b"], "/s", examples_dir=examples
+    )
+    found = failed(p)["examples_dir"]
+    assert "has no models/core/llama/convert_checkpoint.py" in found["message"]
+    assert "TRTLLM_EXAMPLES_DIR" not in found["fix"]
+    p = plan.make_plan(
+        typed(doc), facts("1.2.0", gpus=1), models["llama-3.1-8b"], "/s", examples_dir="/nope"
+    )
+    assert "TRTLLM_EXAMPLES_DIR" in failed(p)["examples_dir"]["fix"]
+
+
+def test_a_dry_run_on_a_laptop_warns_about_what_only_the_build_machine_needs(base_config, models):
+    doc = config_with(base_config, **{"parallel.tp_size": 8})
+    fact = facts(None)
+    fact["mpi"] = {"status": "absent", "version": None}
+    fact["disk"]["free_bytes"] = 1024**3  # too little for a 70B's checkpoint and engines
+    p = plan.make_plan(typed(doc), fact, models["llama-3.1-70b"], "/s", dry_run=True)
+    checks = {c["id"]: c for c in p["checks"]}
+    assert (checks["mpi"]["status"], checks["disk"]["status"]) == ("warn", "warn")
+    assert p["ok"] is True
+    p = plan.make_plan(typed(doc), fact, models["llama-3.1-70b"], "/s", dry_run=False)
+    assert {"mpi", "disk"} <= set(failed(p))

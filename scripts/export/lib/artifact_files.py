@@ -6,7 +6,7 @@ Library:
   damage(root, files, *, full=False) -> (missing, changed)       sizes and sampled digests;
                                                                  full=True: every sha256 too
   make_readable(root)        dirs and executables 0755, other files 0644
-  os_error(exc) -> ExportError   (code 1) the path, what went wrong, and what to do
+  os_error(exc, root) -> ExportError   (code 1) the path, what went wrong, and what to do
   read_stages(path), step_stats(staging, step)
 
 The sampled digest (size + nine 64 KiB windows, as the model fingerprint) is what the
@@ -108,8 +108,12 @@ _FIXES = {
 }
 
 
-def os_error(exc: OSError) -> ExportError:
-    where = exc.filename or "a file of the artifact"
+def os_error(exc: OSError, root: Path | None = None) -> ExportError:
+    """One line for a failed write under root: the path written (root itself when the error
+    names the source of a copy), what went wrong and what to do."""
+    where = str(exc.filename or root or "a file of the artifact")
+    if root is not None and not where.startswith(str(root)):
+        where = str(root)
     what = exc.strerror or str(exc)
     fix = _FIXES.get(exc.errno or 0, "see the error; the staging dir is kept for inspection")
     return ExportError(f"cannot write {where}: {what}", code=1, id="os_error", fix=fix)

@@ -65,8 +65,10 @@ SIGNATURES: tuple[Signature, ...] = (
     _sig(
         "unrecognized_arguments",
         r"unrecognized arguments?:|error: argument .*invalid choice|no such option",
-        "the installed TensorRT-LLM rejected a flag the plan emitted: set target.trtllm_version "
-        "to the installed version (make doctor shows it) so the plan matches its CLI",
+        "the tool rejected a flag the plan took from its recorded CLI: the program that ran "
+        "belongs to another TensorRT-LLM than the one installed for PYTHON (make doctor compares "
+        "them: trtllm_programs), or this release's CLI differs from the record; run inside one "
+        "TensorRT-LLM container and report the flag",
     ),
     _sig(
         "gpu_out_of_memory",
@@ -97,6 +99,22 @@ SIGNATURES: tuple[Signature, ...] = (
         "of failed builds are safe to delete) or build with --output on a larger disk",
     ),
 )
+
+# Per step, a hint that names what changes that step's memory (conversion and quantization load
+# the checkpoint; max_num_tokens and max_batch_size only size the engine that trtllm-build makes).
+STEP_HINTS = {
+    ("convert", "gpu_out_of_memory"): "the GPU ran out of memory converting the checkpoint: "
+    "convert on a GPU with more memory or with parallel.tp_size raised (each rank converts a "
+    "slice); build.max_num_tokens and build.max_batch_size do not change conversion",
+    ("quantize", "gpu_out_of_memory"): "the GPU ran out of memory calibrating: lower "
+    "quantization.calibration.num_samples or quantization.calibration.max_seq_len, or quantize "
+    "on a GPU with more memory",
+    ("convert", "host_out_of_memory"): "the converter was killed for host memory (it loads "
+    "the whole checkpoint): convert on a machine with more RAM, close other jobs, or raise "
+    "parallel.tp_size so each rank holds less",
+    ("quantize", "host_out_of_memory"): "the quantizer was killed for host memory: quantize on "
+    "a machine with more RAM, or close other jobs",
+}
 
 # Exit codes that say more than any log line: 137 = SIGKILL, which the kernel OOM killer sends.
 EXIT_CODE_HINTS = {
@@ -139,12 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     sig = classify(read_tail(args.log), args.exit_code)
     if sig is None:
         return 1
+    hint = STEP_HINTS.get((args.step, sig.id), sig.hint)
     if args.json:
-        doc = {"schema_version": SCHEMA_VERSION, "id": sig.id, "step": args.step, "hint": sig.hint}
+        doc = {"schema_version": SCHEMA_VERSION, "id": sig.id, "step": args.step, "hint": hint}
         json.dump(doc, sys.stdout)
         sys.stdout.write("\n")
     else:
-        print(f"{sig.hint} [{sig.id}]")
+        print(f"{hint} [{sig.id}]")
     return 0
 
 

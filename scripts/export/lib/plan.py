@@ -119,7 +119,9 @@ class Planner:
         self.version, self.version_source = env_checks.effective_trtllm(cfg, facts)
         self.installed = bool((facts.get("packages") or {}).get("tensorrt_llm"))
         self.python = (facts.get("python") or {}).get("executable") or "python3"
-        examples = examples_dir or os.environ.get("TRTLLM_EXAMPLES_DIR") or EXAMPLES_PLACEHOLDER
+        examples = str(
+            examples_dir or os.environ.get("TRTLLM_EXAMPLES_DIR") or EXAMPLES_PLACEHOLDER
+        )
         self.examples = examples if examples.startswith("$") else str(Path(examples).absolute())
         self.checks: list[Check] = []
         self.notes: list[str] = []

@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     except ExportError as err:
         return report(PROG, err)
     except OSError as exc:
-        return report(PROG, artifact_files.os_error(exc))
+        return report(PROG, artifact_files.os_error(exc, args.staging))
     print(output)
     return 0
 

@@ -35,3 +35,18 @@ staging_clear_stale() {
     rm -rf -- "${dir}"
   done
 }
+
+# staging_write_problem DIR: why nothing can be written under DIR, as one line with the fix
+# (for a failed mkdir or copy of the build's own files; the steps' tools say it in their logs).
+staging_write_problem() {
+  local dir="$1" avail
+  while [[ ! -d "${dir}" && "${dir}" != / ]]; do dir="$(dirname -- "${dir}")"; done
+  avail="$(df -P -k -- "${dir}" 2>/dev/null | awk 'NR == 2 {print $4}')" || avail=""
+  if [[ "${avail}" == 0 ]]; then
+    printf 'no space left on the disk of %s: free space there (stale .staging dirs of failed builds are safe to delete) or build with --output on a larger disk\n' "${dir}"
+  elif [[ ! -w "${dir}" ]]; then
+    printf 'cannot write in %s (read-only or no permission): choose --output (or OUTPUTS_DIR) where you can write\n' "${dir}"
+  else
+    printf 'cannot write in %s: see the error above; free space or choose another --output\n' "${dir}"
+  fi
+}

@@ -9,6 +9,9 @@ Library:
                                   the old one is moved aside to .NAME.old-PID first.
   restore_aside(output) -> Path | None   the next build's repair after a kill between the two
                                   renames of the fallback: the aside dir goes back in place.
+Tests only: EXPORT_NO_EXCHANGE=1 takes the fallback; EXPORT_KILL_AT=<point> kills this process
+with SIGKILL at that point (before_swap, after_exchange, after_aside), to show that no instant
+leaves the output missing for good.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import ctypes
 import errno
 import os
 import shutil
+import signal
 from pathlib import Path
 
 AT_FDCWD = -100
@@ -44,15 +48,23 @@ def aside_path(output: Path) -> Path:
     return output.parent / f".{output.name}.old-{os.getpid()}"
 
 
+def _point(name: str) -> None:
+    if os.environ.get("EXPORT_KILL_AT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def put_in_place(staging: Path, output: Path) -> None:
+    _point("before_swap")
     if not output.exists():
         os.rename(staging, output)
         return
     if os.environ.get("EXPORT_NO_EXCHANGE") != "1" and _exchange(staging, output):
+        _point("after_exchange")
         shutil.rmtree(staging, ignore_errors=True)  # the old artifact, now at the staging path
         return
     aside = aside_path(output)
     os.rename(output, aside)
+    _point("after_aside")
     os.rename(staging, output)
     shutil.rmtree(aside, ignore_errors=True)
 

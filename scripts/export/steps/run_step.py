@@ -88,7 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(time.monotonic() - start, 3),
         "peak_rss_kib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss or None,
     }
-    args.stats.write_text(json.dumps(stats) + "\n")
+    try:
+        args.stats.write_text(json.dumps(stats) + "\n")
+    except OSError as exc:  # the step's own result stands; the manifest just lacks its stats
+        print(f"run_step: cannot write {args.stats}: {exc.strerror or exc}", file=sys.stderr)
     return code
 
 

@@ -18,6 +18,9 @@ Environment knobs for tests:
       killed   "Killed", exit 137                arch     KeyError from MODEL_MAP, exit 1
       version  "Version tag does not match", 1   partial  writes rank0 only, exit 0
       hang     writes FAKE_TRTLLM_STATE/<TOOL>.pid, some output, then sleeps (for kill tests)
+      fill     fills the disk of its output dir, then writes (ENOSPC, as a real full disk)
+  FAKE_TRTLLM_FILL_AFTER=TOOL  after TOOL wrote its output, fill the disk of the output's
+                               parent (the next stage then meets a full disk)
 Stdlib only (no torch), so each call costs a few tens of milliseconds.
 """
 
@@ -123,10 +126,41 @@ def fail_now(tool: str, mode: str, output: Path | None) -> None:
         raise FakeFailure("fake: hang timed out")
     if mode == "partial":
         return
+    if mode == "fill" and output is not None:
+        fill_disk(output.parent)
+        output.mkdir(parents=True, exist_ok=True)
+        try:
+            (output / "rank0.safetensors").write_bytes(b"\0" * (1 << 20))
+        except OSError as exc:
+            raise FakeFailure(f"OSError: [Errno {exc.errno}] {exc.strerror}") from None
     raise FakeFailure(
         'Traceback (most recent call last):\n  File "fake", line 1, in <module>\n'
         "RuntimeError: fake failure requested"
     )
+
+
+def fill_disk(directory: Path) -> None:
+    """Write a filler file beside the output until the disk refuses more."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        with (directory / ".fake-filler").open("ab") as fh:
+            while True:
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
+    except OSError:
+        pass
+    try:  # the last partial block too
+        with (directory / ".fake-filler-tail").open("ab") as fh:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+    except OSError:
+        pass
+
+
+def filled_after(tool: str, output: Path) -> None:
+    if os.environ.get("FAKE_TRTLLM_FILL_AFTER") == tool:
+        fill_disk(output.parent.parent)
 
 
 def write_safetensors(path: Path, tensors: dict[str, tuple[str, list[int]]]) -> None:
@@ -318,6 +352,7 @@ def build(argv: list[str]) -> int:
             raise FakeFailure(f"FileNotFoundError: [Errno 2] No such file or directory: '{timing}'")
         Path(timing).write_bytes(b"FAKE-TIMING-CACHE\n")
     print(f"[TensorRT-LLM] fake trtllm-build {version}: {world} engine(s) in {out}")
+    filled_after("build", out)
     return 0
 
 
