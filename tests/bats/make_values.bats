@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
 # No value of a make variable is ever executed: every payload form (backticks, $$(...) (make's
-# spelling of $(...)), ';', quotes, a newline, make's own $(shell ...)) in every variable reaches
-# a script as text, the payload's marker file is never created and the script refuses the value
-# with its exit-2 line.
+# spelling of $(...)), ';', quotes, a newline, make's own $(shell ...), an array subscript for
+# bash arithmetic) in every variable reaches a script as text, the payload's marker file is never
+# created and the script refuses the value with its exit-2 line.
 
 load test_helper
 
@@ -17,6 +17,7 @@ setup() {
     "x'; touch ${MARKER}; echo '"
     $'x\ntouch '"${MARKER}"
     "\$(shell touch ${MARKER})"
+    "a[\$\$(touch ${MARKER})]" # runs where bash does arithmetic on it
   )
   # a merged-model dir (only its config.json is looked at before the config is read)
   OUT="${BATS_TEST_TMPDIR}/outputs"
@@ -90,12 +91,13 @@ MAKEFILE
   refuses BENCH_ARGS bench-cli "bench_cli: error: give one number of runs"
 }
 
-@test "OUTPUTS_DIR and PYTHON are never executed" {
+@test "OUTPUTS_DIR, PYTHON and BUILD_PROGRESS_SECONDS are never executed" {
   refuses OUTPUTS_DIR engine "build_tensorrt_llm: error: no merged model at " NAME=m
   refuses OUTPUTS_DIR verify "build_tensorrt_llm: error: no artifact at " NAME=m
   refuses OUTPUTS_DIR serve "make serve: error: no artifact with a serve.sh at " NAME=m
   refuses OUTPUTS_DIR bench "bench_tensorrt_llm: error: no built artifact at " NAME=m
   refuses PYTHON doctor "make doctor: error: PYTHON "
+  refuses BUILD_PROGRESS_SECONDS engine "BUILD_PROGRESS_SECONDS must be a whole number" NAME=m
 }
 
 @test "a variable no script reads is not executed either" {
@@ -148,4 +150,19 @@ MAKEFILE
   assert_output --partial "build_tensorrt_llm: error: config file not found: absent.yaml"
   run make -s --no-print-directory -C "${REPO_ROOT}" engine PYTHON="${PYTHON}" NAME=m DRY_RUN=yes
   assert_output --partial "make engine: error: DRY_RUN must be 1 or 0, got 'yes'"
+}
+
+@test "values that bash would use in arithmetic are checked as digits first" {
+  # in $((...)) or ((...)), a[$(cmd)] runs cmd: these values never get there
+  local payload="a[\$(touch\${IFS}${MARKER})]"
+  run "${REPO_ROOT}/scripts/dev/bench_cli.sh" "${payload}"
+  assert_failure 2
+  assert_output --partial "bench_cli: error: give one number of runs (1 to 999), got "
+  BUILD_PROGRESS_SECONDS="${payload}" run "${REPO_ROOT}/scripts/export/build_tensorrt_llm.sh" --name m
+  assert_failure 2
+  assert_output --partial "build_tensorrt_llm: error: BUILD_PROGRESS_SECONDS must be a whole number"
+  [[ ! -e "${MARKER}" ]]
+  # the payload is live: bash arithmetic on it runs the command
+  bash -c "x=\$1; echo \$((x))" _ "${payload}" >/dev/null 2>&1 || true
+  [[ -e "${MARKER}" ]]
 }
