@@ -412,6 +412,26 @@ def gpu_memory_bytes(gpu: dict) -> int:
     raise EstimateError(f"GPU {gpu.get('name', '?')}: memory size unknown")
 
 
+def _kv_capacity(gpu: dict, weights: dict, act: dict, kv: dict, st: dict) -> dict:
+    """The KV cache TensorRT-LLM would size: its fraction of what weights and activations leave,
+    of the free memory of a detected GPU (what it actually sees) or the target's total."""
+    basis = "free" if gpu.get("memory_free_mib") is not None else "total"
+    usable = int(gpu["memory_free_mib"]) * MIB if basis == "free" else gpu_memory_bytes(gpu)
+    free = usable - weights["per_gpu"] - act["bytes"]
+    tokens = int(max(0, free) * st["fraction"]) // kv["bytes"] if kv["bytes"] else 0
+    sequences = tokens // st["max_seq_len"] if st["max_seq_len"] else 0
+    return {
+        "free_after_weights_and_activations_bytes": free,
+        "kv_cache_memory_basis": basis,
+        "kv_cache_free_gpu_memory_fraction": st["fraction"],
+        "kv_cache_capacity_tokens": tokens,
+        "kv_cache_capacity_sequences": sequences,
+        "max_seq_len": st["max_seq_len"],
+        "max_batch_size": st["max_batch_size"],
+        "max_batch_size_reachable": sequences >= st["max_batch_size"],
+    }
+
+
 def estimate(
     cfg: BuildConfig, model_config: dict, gpu: dict, model_dir=None, facts: dict | None = None
 ) -> dict:
@@ -426,18 +446,8 @@ def estimate(
     kv = _kv_per_token(s, st, dtype_bytes)
     act = _activations(s, st, dtype_bytes)
     mem = gpu_memory_bytes(gpu)
-    # A detected GPU: TensorRT-LLM sizes the KV cache from what is free once it has loaded.
-    basis = "free" if gpu.get("memory_free_mib") is not None else "total"
-    usable = int(gpu["memory_free_mib"]) * MIB if basis == "free" else mem
-    free = usable - weights["per_gpu"] - act["bytes"]
-    kv_pool = int(max(0, free) * st["fraction"])
-    kv_tokens = kv_pool // kv["bytes"] if kv["bytes"] else 0
-    sequences = kv_tokens // st["max_seq_len"] if st["max_seq_len"] else 0
     world = st["tp"] * st["pp"]
     workers = max(1, min(st["workers"], world))
-    convert_host = hf_bytes + workers * weights["per_gpu"]
-    build_host = workers * 2 * weights["per_gpu"]
-    disk = 2 * weights["all_ranks"]
     out = {
         "schema_version": SCHEMA_VERSION,
         "parameters": {
@@ -460,18 +470,11 @@ def estimate(
         "kv_cache_formula": kv["formula"],
         "activation_bytes_per_gpu": act["bytes"],
         "activation_formula": act["formula"],
-        "free_after_weights_and_activations_bytes": free,
-        "kv_cache_memory_basis": basis,
-        "kv_cache_free_gpu_memory_fraction": st["fraction"],
-        "kv_cache_capacity_tokens": kv_tokens,
-        "kv_cache_capacity_sequences": sequences,
-        "max_seq_len": st["max_seq_len"],
-        "max_batch_size": st["max_batch_size"],
-        "max_batch_size_reachable": sequences >= st["max_batch_size"],
+        **_kv_capacity(gpu, weights, act, kv, st),
         "weights_fit": weights["per_gpu"] + act["bytes"] <= mem,
-        "host_ram_bytes_convert": convert_host,
-        "host_ram_bytes_build": build_host,
-        "disk_bytes": disk,
+        "host_ram_bytes_convert": hf_bytes + workers * weights["per_gpu"],
+        "host_ram_bytes_build": workers * 2 * weights["per_gpu"],
+        "disk_bytes": 2 * weights["all_ranks"],
         "disk_formula": "TensorRT-LLM checkpoint + engines, each about the weights of all ranks",
     }
     if facts:
