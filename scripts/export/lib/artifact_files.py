@@ -39,8 +39,19 @@ def _files(root: Path) -> list[Path]:
 
 
 def sha256(path: Path) -> str:
-    with path.open("rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+    h = hashlib.sha256()
+    with path.open("rb") as fh:  # (hashlib.file_digest is 3.11+; the 0.x containers have 3.10)
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def update_with_windows(h, fh, size: int) -> None:
+    """Feed h nine 64 KiB windows spread evenly over an open file of `size` bytes."""
+    span = max(size - SAMPLE_BYTES, 0)
+    for i in range(SAMPLE_WINDOWS):
+        fh.seek(span * i // (SAMPLE_WINDOWS - 1))
+        h.update(fh.read(SAMPLE_BYTES))
 
 
 def sample(path: Path) -> str:
@@ -48,10 +59,7 @@ def sample(path: Path) -> str:
     size = path.stat().st_size
     h = hashlib.sha256(str(size).encode())
     with path.open("rb") as fh:
-        span = max(size - SAMPLE_BYTES, 0)
-        for i in range(SAMPLE_WINDOWS):
-            fh.seek(span * i // (SAMPLE_WINDOWS - 1))
-            h.update(fh.read(SAMPLE_BYTES))
+        update_with_windows(h, fh, size)
     return h.hexdigest()
 
 

@@ -40,21 +40,11 @@ from errors import ExportError
 
 SCHEMA_VERSION = 1
 SMALL_FILE_BYTES = 4 * 1024 * 1024
-SAMPLE_WINDOWS = 9
-SAMPLE_BYTES = 64 * 1024
 TOOLKIT_DIR = Path(__file__).resolve().parents[2]  # scripts/
 IGNORED_NAMES = {".DS_Store"}
 
 
 # --------------------------------------------------------------------------- fingerprint
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _large_file_digest(path: Path, size: int) -> dict[str, Any]:
@@ -65,10 +55,7 @@ def _large_file_digest(path: Path, size: int) -> dict[str, Any]:
         if header is not None:
             h.update(header)
             entry["safetensors_header_sha256"] = hashlib.sha256(header).hexdigest()
-        span = max(size - SAMPLE_BYTES, 0)
-        for i in range(SAMPLE_WINDOWS):
-            fh.seek(span * i // (SAMPLE_WINDOWS - 1))
-            h.update(fh.read(SAMPLE_BYTES))
+        artifact_files.update_with_windows(h, fh, size)
     entry["sampled_sha256"] = h.hexdigest()
     return entry
 
@@ -86,7 +73,7 @@ def model_fingerprint(model_dir: Path) -> dict[str, Any]:
             continue  # .cache/ and other hidden tool state
         size = path.stat().st_size
         if size <= SMALL_FILE_BYTES:
-            files[rel] = {"size": size, "sha256": _sha256_file(path)}
+            files[rel] = {"size": size, "sha256": artifact_files.sha256(path)}
         else:
             files[rel] = _large_file_digest(path, size)
     if "config.json" not in files:
