@@ -24,28 +24,44 @@ export PYTHON
 .PHONY: help setup venv bats test lint test-python test-bats demo merge bench-merge bench-cli doctor \
 	engine verify serve bench clean
 
-help: ## List the targets
-	@grep -E '^[a-zA-Z_-]+:.*## ' Makefile | sort \
-		| awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+help: ## List the targets and the variables they take
+	@printf 'The pipeline (adapter -> merged model -> artifact):\n'
+	@grep -E '^[a-zA-Z_-]+:.*## ' Makefile | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@printf '\nDevelopment:\n'
+	@grep -E '^[a-zA-Z_-]+:.*#dev ' Makefile | awk 'BEGIN {FS = ":.*#dev "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@printf '\nVariables (VAR=value on the command line; each reaches the scripts as text):\n'
+	@printf '  %-12s %s\n' \
+		NAME 'merged model / artifact name (merge, engine, verify, serve, bench)' \
+		ADAPTER 'adapter dir (merge)' \
+		CONFIG 'build config (doctor, engine; default configs/export/tensorrt_llm.yaml)' \
+		PROFILE 'a profile of the build config (doctor, engine)' \
+		DRY_RUN '1: print the plan only (engine)' \
+		FORCE '1: replace what is there (engine: a different build; merge: the output)' \
+		FULL '1: hash every file of the artifact (verify)' \
+		ALLOW_SKIP '1: accept checks that cannot run here (verify)' \
+		MERGE_ARGS 'more merge_lora.py options, e.g. "--dtype bfloat16 --verify" (merge)' \
+		BENCH_ARGS 'benchmark options (bench-merge, bench-cli)' \
+		OUTPUTS_DIR 'where everything is written (default outputs/)' \
+		PYTHON 'the interpreter (default the dev venv; python3 in NVIDIA containers)'
 
-setup: venv bats ## Install the pinned dev tools: .venv/ (Python) and node_modules/ (bats)
+setup: venv bats #dev Install the pinned dev tools: .venv/ (Python) and node_modules/ (bats)
 
-venv: ## Create or update .venv/ from pyproject.toml (idempotent)
+venv: #dev Create or update .venv/ from pyproject.toml (idempotent)
 	@scripts/dev/setup_venv.sh
 
-bats: ## Install bats-core, bats-support, bats-assert with npm ci (idempotent)
+bats: #dev Install bats-core, bats-support, bats-assert with npm ci (idempotent)
 	@scripts/dev/setup_bats.sh
 
-test: setup ## Lint, then pytest and bats; non-zero on any failure
+test: setup #dev Lint, then pytest and bats; non-zero on any failure
 	@scripts/dev/run_tests.sh
 
-lint: venv ## shellcheck every shell/bats file, ruff check + format check
+lint: venv #dev shellcheck every shell/bats file, ruff check + format check
 	@scripts/dev/lint.sh
 
-test-python: venv ## Run the pytest suite only
+test-python: venv #dev Run the pytest suite only
 	@.venv/bin/python -m pytest
 
-test-bats: setup ## Run the bats suite only
+test-bats: setup #dev Run the bats suite only
 	@node_modules/bats/bin/bats --recursive tests/bats
 
 demo: $(PY_SETUP) ## Run the whole pipeline on a built-in tiny example under outputs/demo/
@@ -54,10 +70,10 @@ demo: $(PY_SETUP) ## Run the whole pipeline on a built-in tiny example under out
 merge: $(PY_SETUP) ## Merge ADAPTER=dir into its base as outputs/gpu/merged_models/NAME [MERGE_ARGS=..]
 	@scripts/make_target.sh merge
 
-bench-merge: $(PY_SETUP) ## Benchmark the merge vs cp -r and PEFT (synthetic 1.5B) [BENCH_ARGS=--size 8b]
+bench-merge: $(PY_SETUP) #dev Benchmark the merge vs cp -r and PEFT (synthetic 1.5B) [BENCH_ARGS=--size 8b]
 	@scripts/make_target.sh bench-merge
 
-bench-cli: $(PY_SETUP) ## Time make doctor and an 8B --dry-run (targets: 1 s and 2 s)
+bench-cli: $(PY_SETUP) #dev Time make doctor and an 8B --dry-run (targets: 1 s and 2 s)
 	@scripts/make_target.sh bench-cli
 
 doctor: $(PY_SETUP) ## Check this machine against the build config (versions, GPU, disk) [CONFIG=..] [PROFILE=..]
@@ -75,5 +91,5 @@ serve: ## Start trtllm-serve for NAME's artifact (runs its serve.sh)
 bench: $(PY_SETUP) ## Run trtllm-bench on NAME's artifact with a locally made dataset
 	@scripts/make_target.sh bench
 
-clean: ## Remove outputs/demo (never the real outputs)
+clean: #dev Remove outputs/demo (never the real outputs)
 	@rm -rf outputs/demo

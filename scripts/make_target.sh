@@ -8,7 +8,8 @@
 #   NAME         merged model and artifact name (make merge, engine, verify, serve, bench)
 #   ADAPTER      adapter dir (make merge)
 #   CONFIG       build config, PROFILE a profile of it (make doctor, engine)
-#   DRY_RUN      1: plan only; FORCE 1: replace a different build (make engine); 0 or empty: off
+#   DRY_RUN      1: plan only (engine); FORCE 1: replace a different build (engine) or an
+#                existing merged model (merge: --overwrite); 0 or empty: off
 #   FULL         1: hash every file; ALLOW_SKIP 1: accept checks that cannot run (make verify)
 #   MERGE_ARGS   more merge_lora.py options (make merge), BENCH_ARGS bench options (bench-*)
 #   OUTPUTS_DIR  outputs root (default: outputs/ of this repository); PYTHON the interpreter
@@ -77,6 +78,7 @@ make_merge() {
   [[ -d "${ADAPTER}" ]] || die --code 2 "ADAPTER ${ADAPTER@Q} is not a directory (the adapter dir with adapter_config.json)"
   make_valid_name "model name"
   make_words MERGE_ARGS extra
+  make_switch FORCE --overwrite extra
   exec "${PYTHON}" "${REPO_ROOT}/scripts/gpu/merge_lora.py" --adapter "${ADAPTER}" \
     --output "${OUTPUTS}/gpu/merged_models/${NAME}" "${extra[@]}"
 }

@@ -36,3 +36,27 @@ setup() {
   assert_success
   assert_output ""
 }
+
+@test "make merge FORCE=1 replaces an existing merged model, as make engine FORCE=1 does" {
+  "${PYTHON}" "${REPO_ROOT}/scripts/dev/tiny_models.py" demo --out "${BATS_TEST_TMPDIR}/tiny" >/dev/null
+  export OUTPUTS_DIR="${BATS_TEST_TMPDIR}/outputs"
+  local -a merge=(make -C "${REPO_ROOT}" merge PYTHON="${PYTHON}" ADAPTER="${BATS_TEST_TMPDIR}/tiny/adapter" NAME=m)
+  run "${merge[@]}"
+  assert_success
+  run "${merge[@]}"
+  assert_failure
+  assert_output --partial "--overwrite"
+  run "${merge[@]}" FORCE=1
+  assert_success
+  [[ -f "${OUTPUTS_DIR}/gpu/merged_models/m/merge_info.json" ]]
+}
+
+@test "make help lists the variables the targets take" {
+  run make -C "${REPO_ROOT}" help
+  assert_success
+  local var
+  for var in NAME ADAPTER CONFIG PROFILE DRY_RUN FORCE FULL ALLOW_SKIP MERGE_ARGS BENCH_ARGS OUTPUTS_DIR PYTHON; do
+    assert_line --regexp "^  ${var} +[a-z0-9]"
+  done
+  assert_line "Development:"
+}
