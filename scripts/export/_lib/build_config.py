@@ -50,6 +50,10 @@ except ModuleNotFoundError as _missing:
     )
     raise SystemExit(2) from None
 
+# issue 16 (runtime LoRA): the optional `lora:` section lives in its own module.
+from lora_config import LoraSection
+from lora_config import rules as lora_rules
+
 SCHEMA_VERSION = 1
 PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 VERSION_TEXT = re.compile(r"^\d+\.\d+(\.\d+)?((a|b|rc)\d+)?(\.post\d+)?$")
@@ -175,6 +179,7 @@ class BuildConfig(_Model):
     parallel: Parallel
     quantization: Quantization
     runtime: Runtime
+    lora: LoraSection | None = None  # issue 16: off unless the section is present
 
 
 def _partial(model: type[BaseModel], prefix: str) -> type[BaseModel]:
@@ -462,6 +467,7 @@ def _rules(cfg: BuildConfig) -> list[tuple[str, tuple, str]]:
     problem = window_problem(cfg.backend, cfg.target.trtllm_version)
     if problem:
         out.append(("rule:version_outside_window", ("target", "trtllm_version"), problem))
+    out += lora_rules(cfg.lora)  # issue 16
     return out
 
 
@@ -621,6 +627,8 @@ def config_hash(config: dict) -> str:
 def resolve(path: str | Path, profile: str | None = None) -> dict:
     """The resolved-config JSON document (docs/internals.md, "Resolved config")."""
     cfg = load(path, profile).model_dump(mode="json")
+    if cfg["lora"] is None:  # issue 16: without the section the document (and hash) is unchanged
+        del cfg["lora"]
     return {
         "schema_version": SCHEMA_VERSION,
         "source": str(path),
