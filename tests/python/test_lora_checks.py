@@ -99,6 +99,21 @@ def test_another_tuner_than_lora_is_refused_with_merge_instead(bases, adapter):
     assert bad["id"] == "lora_serve" and "IA3" in bad["message"] and "merge_lora.py" in bad["fix"]
 
 
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [({"use_qalora": True}, "QA-LoRA"), ({"init_lora_weights": "pissa"}, "rewritten base")],
+)
+def test_variants_that_neither_serve_nor_merge_say_why(bases, adapter, tmp_path, change, needle):
+    variant = tmp_path / "variant"
+    shutil.copytree(adapter("plain"), variant)
+    cfg = json.loads((variant / "adapter_config.json").read_text())
+    (variant / "adapter_config.json").write_text(json.dumps({**cfg, **change}))
+    checks = lora_checks.adapter_checks(section(variant), bases["llama"], "1.2.0", "engine")
+    (bad,) = failures(checks)
+    assert bad["id"] == "lora_serve" and "cannot be served unmerged either" in bad["message"]
+    assert needle in bad["message"]
+
+
 def test_rank_above_max_rank_names_the_module_and_rank_pattern(bases, adapter):
     big = adapter("r8", r=8, lora_alpha=16)
     pattern = adapter("pattern", r=4, rank_pattern={"down_proj": 16})

@@ -109,6 +109,9 @@ def inspect_adapter(name: str, path: str | Path, key: str = "lora") -> tuple:
             return None, [_record("lora_serve", "fail", key, name, msg, fix)]
         adapter = merge_adapter.load(path)
     except MergeError as err:
+        if err.code in ("not_mergeable", "base_rewriting_init"):  # neither served nor merged
+            msg = f"cannot be served unmerged either: {str(err).replace(f'{path}: ', '')}"
+            return None, [_record("lora_serve", "fail", key, name, msg, "")]
         return None, [_record("lora_adapter", "fail", key, name, str(err), "")]
     ranks = {
         mod.name: adapter.shape(mod.parts["A"])[0]
