@@ -1,9 +1,9 @@
 """The `lora:` section of the build config: adapters served at run time over one base (issue 16).
 
-Off by default: without the section the build merges nothing and serves no adapters. With it,
-the artifact carries the base with LoRA support (trtllm-build's LoRA plugin for engines,
-`lora_config` in llm_api_options.yaml for the PyTorch backend) plus every adapter under
-`lora/<name>/`, and serve.sh serves them all; a request picks one by name.
+Off by default (BuildConfig.lora is None): the build serves the model dir as it is. With it, the
+artifact carries the base with LoRA support (trtllm-build's LoRA plugin for engines, `lora_config`
+in llm_api_options.yaml for the PyTorch backend) plus every adapter under `lora/<name>/`, and
+serve.sh serves them all; a request picks one by name.
 
   lora:
     adapters:                      # the adapters to package; name = lora/<name>/ and lora_name
@@ -14,7 +14,7 @@ the artifact carries the base with LoRA support (trtllm-build's LoRA plugin for 
     max_loras: 4                   # adapters resident on the GPU at once
     max_cpu_loras: 16              # adapters cached in host memory
 
-Library (build_config.py embeds the model; everything else reads the validated section):
+Library (build_config.py embeds the model; every later stage reads the validated section):
   LoraSection, AdapterEntry        pydantic models (strict, unknown keys refused)
   rules(section) -> [(code, key path, message)]   cross-field rules, reported like the others
 """
@@ -24,9 +24,9 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from lora_plan import NAME
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # lora/<name>/ and the request's lora_name
 MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
@@ -46,7 +46,7 @@ class AdapterEntry(_Model):
     def _plain_name(cls, value: str) -> str:
         if not NAME.match(value):
             raise ValueError(
-                f"adapter names use a-z, 0-9, '.', '_', '-' (at most 64, first a letter or "
+                "adapter names use a-z, 0-9, '.', '_', '-' (at most 64, first a letter or "
                 f"digit), got {value!r}"
             )
         return value
@@ -72,12 +72,8 @@ class LoraSection(_Model):
     @field_validator("target_modules", mode="before")
     @classmethod
     def _modules(cls, value: Any) -> Any:
-        if not isinstance(value, (str, list)):
-            raise ValueError(f"expected auto or a list of module names, got {value!r}")
         if isinstance(value, str) and value != "auto":
-            raise ValueError(
-                f"write auto or a list of module names such as [q_proj], got {value!r}"
-            )
+            raise ValueError(f"write auto or a list of module names ([q_proj]), got {value!r}")
         if isinstance(value, list):
             bad = [m for m in value if not isinstance(m, str) or not MODULE.match(m)]
             if bad or not value:
@@ -114,7 +110,8 @@ def rules(section: LoraSection | None) -> list[tuple[str, tuple, str]]:
             )
         seen.setdefault(entry.name, i)
     if isinstance(section.target_modules, list):
-        dupes = sorted({m for m in section.target_modules if section.target_modules.count(m) > 1})
-        if dupes:
-            out.append(("rule:lora_duplicate_module", ("lora", "target_modules"), f"{dupes} twice"))
+        modules = section.target_modules
+        twice = sorted({m for m in modules if modules.count(m) > 1})
+        if twice:
+            out.append(("rule:lora_duplicate_module", ("lora", "target_modules"), f"{twice} twice"))
     return out

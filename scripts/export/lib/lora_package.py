@@ -1,102 +1,97 @@
-#!/usr/bin/env python3
-"""Copy runtime-LoRA adapters into an artifact as lora/<name>/, with their fingerprints.
+"""Runtime-LoRA adapters in an artifact: their fingerprints, and the copy into lora/<name>/.
 
-Usage:
-  lora_package.py --output DIR --adapter NAME=PATH [--adapter NAME=PATH ...]
+Library (stdlib only: the package step runs it, prepare.py fingerprints with it):
+  fingerprint(adapter_dir) -> {"files": {name: {"bytes", "sha256"}}, "fingerprint": "sha256:..."}
+  package(adapters, output) -> dict     adapters: [(name, path, expected fingerprint)]; copies
+                                        FILES of each into output/<name>/, checks each against
+                                        the fingerprint the plan recorded, writes
+                                        output/adapters.json and returns it
+  read_packaged(artifact) -> dict | None    the artifact's lora/adapters.json
 
-Each adapter dir gives adapter_config.json and adapter_model.safetensors (nothing else: the
-base's tokenizer serves every adapter). DIR/<name>/ gets both files, copied and hashed in one
-pass; DIR/adapters.json lists them (the build.json "lora" part) and is printed on stdout:
-
-  {"schema_version": 1, "adapters": [{"name", "lora_int_id", "path": "lora/<name>", "source",
-    "peft_type", "r", "max_rank", "lora_alpha", "use_rslora", "target_modules",
-    "files": {"adapter_config.json": {"bytes", "sha256"}, "adapter_model.safetensors": {...}},
-    "fingerprint": "sha256:<config sha + weights sha>"}]}
-
-lora_int_id is the adapter's 1-based position: what a request sends with its lora_name.
-DIR must not exist; it is written under DIR.partial and renamed, so it is complete or absent.
-Exit 0 ok, 1 I/O failure, 2 bad input (a NAME=PATH that is not a readable PEFT adapter).
-Library: package(adapters: [(name, path)], output) -> dict; manifest_part(artifact) -> dict|None.
+adapters.json: {"schema_version": 1, "adapters": [{"name", "lora_int_id", "path": "lora/<name>",
+"files", "fingerprint"}]}; lora_int_id is the adapter's 1-based position, what a request sends
+with its lora_name. The fingerprint is the sha256 of the two files' sha256s: the adapter's
+identity in the build_id. Output is written as output.partial and renamed: complete or absent.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import shutil
-import sys
 from pathlib import Path
 
-import lora_checks
-from lora_plan import NAME
+from errors import ExportError, failed
 
 SCHEMA_VERSION = 1
 FILES = ("adapter_config.json", "adapter_model.safetensors")
-NAME_FILE = "adapters.json"
+LORA_DIR = "lora"
+INDEX = "adapters.json"
+BLOCK = 1 << 24
 
 
-class PackageError(Exception):
-    def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
+def _combined(files: dict) -> str:
+    text = "".join(f"{name}\0{files[name]['sha256']}\0" for name in FILES)
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
-def _copy_hashed(src: Path, dst: Path) -> dict:
-    digest = hashlib.sha256()
-    size = 0
-    with src.open("rb") as fin, dst.open("wb") as fout:
-        for block in iter(lambda: fin.read(1 << 24), b""):
-            digest.update(block)
-            fout.write(block)
-            size += len(block)
-    shutil.copystat(src, dst)
+def _hash_file(src: Path, dst: Path | None = None) -> dict:
+    """sha256 and size of src; with dst, copied there in the same pass."""
+    digest, size = hashlib.sha256(), 0
+    with src.open("rb") as fin:
+        fout = dst.open("wb") if dst else None
+        try:
+            for block in iter(lambda: fin.read(BLOCK), b""):
+                digest.update(block)
+                size += len(block)
+                if fout:
+                    fout.write(block)
+        finally:
+            if fout:
+                fout.close()
     return {"bytes": size, "sha256": "sha256:" + digest.hexdigest()}
 
 
-def _entry(index: int, name: str, src: Path, dest: Path) -> dict:
-    info, failed = lora_checks.inspect_adapter(name, src, f"--adapter {name}")
-    if info is None:
-        raise PackageError(failed[0]["message"])
+def fingerprint(adapter_dir: Path | str) -> dict:
+    files = {name: _hash_file(Path(adapter_dir) / name) for name in FILES}
+    return {"files": files, "fingerprint": _combined(files)}
+
+
+def _copy_one(index: int, name: str, src: Path, expected: str, dest: Path) -> dict:
     dest.mkdir(parents=True)
-    files = {f: _copy_hashed(src / f, dest / f) for f in FILES}
-    both = (files[FILES[0]]["sha256"] + files[FILES[1]]["sha256"]).encode()
-    cfg = info.config
+    files = {f: _hash_file(src / f, dest / f) for f in FILES}
+    got = _combined(files)
+    if got != expected:
+        raise failed(
+            f"adapter {name} ({src}) changed after the build was planned ({got[:19]}, planned "
+            f"{expected[:19]})",
+            id="lora_changed",
+            fix="run the build again: its checks and build_id must see this adapter",
+        )
     return {
         "name": name,
         "lora_int_id": index + 1,
-        "path": f"lora/{name}",
-        "source": str(src.resolve()),
-        "peft_type": cfg["peft_type"],
-        "r": cfg.get("r"),
-        "max_rank": info.max_rank,
-        "lora_alpha": cfg.get("lora_alpha"),
-        "use_rslora": bool(cfg.get("use_rslora")),
-        "target_modules": sorted({m.rsplit(".", 1)[-1] for m in info.ranks}),
-        "base_model_name_or_path": cfg.get("base_model_name_or_path"),
+        "path": f"{LORA_DIR}/{name}",
         "files": files,
-        "fingerprint": "sha256:" + hashlib.sha256(both).hexdigest(),
+        "fingerprint": got,
     }
 
 
-def package(adapters: list[tuple[str, str | Path]], output: str | Path) -> dict:
+def package(adapters: list[tuple[str, str, str]], output: Path | str) -> dict:
     """Copy every adapter into output/<name>/ and write output/adapters.json; returns that doc."""
     output = Path(output)
     if output.exists():
-        raise PackageError(f"{output} already exists; packaging writes a new directory")
-    names = [name for name, _ in adapters]
-    bad = [n for n in names if not NAME.match(n)]
-    if bad:
-        raise PackageError(f"adapter names use a-z, 0-9, '.', '_', '-': {bad}")
-    if len(set(names)) != len(names):
-        raise PackageError(f"adapter names repeat: {names}")
+        raise ExportError(f"{output} already exists; packaging writes a new directory")
     partial = output.with_name(output.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        entries = [_entry(i, n, Path(p), partial / n) for i, (n, p) in enumerate(adapters)]
+        entries = [
+            _copy_one(i, name, Path(path), expected, partial / name)
+            for i, (name, path, expected) in enumerate(adapters)
+        ]
         doc = {"schema_version": SCHEMA_VERSION, "adapters": entries}
-        (partial / NAME_FILE).write_text(json.dumps(doc, indent=2) + "\n")
+        (partial / INDEX).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
         partial.rename(output)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -104,40 +99,15 @@ def package(adapters: list[tuple[str, str | Path]], output: str | Path) -> dict:
     return doc
 
 
-def manifest_part(artifact: str | Path) -> dict | None:
-    """build.json's "lora" part: the artifact's lora/adapters.json, or None without LoRA."""
-    path = Path(artifact) / "lora" / NAME_FILE
+def read_packaged(artifact: Path | str) -> dict | None:
+    """The artifact's (or staging dir's) lora/adapters.json, or None without runtime LoRA."""
+    path = Path(artifact) / LORA_DIR / INDEX
     if not path.is_file():
         return None
-    doc = json.loads(path.read_text())
-    if doc.get("schema_version") != SCHEMA_VERSION:
-        raise PackageError(f"{path}: schema_version {doc.get('schema_version')!r}, expected 1")
-    return doc
-
-
-def _pair(text: str) -> tuple[str, str]:
-    name, sep, path = text.partition("=")
-    if not sep or not name or not path:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
-    return name, path
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="lora_package.py", description=__doc__.splitlines()[0])
-    parser.add_argument("--output", required=True, type=Path, help="new dir: <artifact>/lora")
-    parser.add_argument("--adapter", required=True, action="append", type=_pair, help="NAME=PATH")
-    args = parser.parse_args(argv)
     try:
-        doc = package(args.adapter, args.output)
-    except PackageError as err:
-        print(f"lora_package.py: {err}", file=sys.stderr)
-        return err.code
-    except OSError as err:
-        print(f"lora_package.py: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(doc, indent=2))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise failed(f"{path} is not readable JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("schema_version") != SCHEMA_VERSION:
+        raise failed(f"{path}: no schema_version {SCHEMA_VERSION}")
+    return doc

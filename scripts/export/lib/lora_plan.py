@@ -1,69 +1,75 @@
-"""The plan's pieces for runtime LoRA (issue 16): package step, trtllm-build flags, lora_config.
+"""The runtime-LoRA part of a plan (`lora:` section): checks, the package step, the trtllm-build
+flags (engine route) or the LLM-API lora_config (PyTorch route), and what the plan records.
 
-Library for the planner, the bundle writer and the serve.sh writer:
-  package_step(python, lora, staging) -> step          copies every adapter to <staging>/lora/
-  build_lora_argv(lora, targets, dtype, lora_root) -> [...]   appended to the trtllm-build argv
-  llm_api_lora_config(lora, targets) -> dict            the lora_config block of
-                                                        llm_api_options.yaml (PyTorch route)
-  plan_part(lora, targets, version, backend) -> dict    what the plan document records
-  serve_sh_lines(adapters) -> str                       serve.sh lines that print, per adapter,
-                                                        what a client sends (cwd = the artifact)
-  request_body(entry, model, prompt) -> dict            one /v1/completions body for an adapter
-`lora` is the resolved section (dict or lora_config.LoraSection); `targets` comes from
-lora_checks.resolve_targets. Every flag and key emitted is recorded for its version:
-trtllm-build --lora_plugin --lora_dir --max_lora_rank --lora_target_modules --lora_ckpt_source
-(0.12, 0.16, 1.2 records; none of them has a max-loras flag: those are runtime settings), and
-lora_config's keys in tests/contracts/llm_api/llm_args.<1.2|1.4>.json (nested.lora_config).
+Library for plan.py (publish.py and serve_script.py read the part it records):
+  plan(cfg, model_dir, version, python, staging, dtype) -> LoraPlan
+      .checks      every adapter check (lora_checks.py) and the route check (lora_route)
+      .step        {"name": "lora", ...}: steps/package_adapters.py copies every adapter into
+                   <staging>/lora/<name>/, checked against its planned fingerprint; runs first
+      .build_argv  appended to trtllm-build's argv (engine route): --lora_plugin <dtype>
+                   --lora_dir <staging>/lora/<name>... --max_lora_rank R --lora_target_modules
+                   ... --lora_ckpt_source hf (the recorded flags of 0.12, 0.16 and 1.2; none of
+                   them sizes the adapter caches: max_loras / max_cpu_loras are not applied there)
+      .part        the plan document's "lora" object (docs/internals.md)
+(serve.sh prints each adapter's lora_request: serve_script.lora_lines.)
 """
 
 from __future__ import annotations
 
-import re
-import shlex
+from dataclasses import dataclass, field
 from pathlib import Path
 
-LIB_DIR = Path(__file__).resolve().parent
-PACKAGE_SCRIPT = LIB_DIR / "lora_package.py"
-LORA_DIR = "lora"  # in the artifact and in the staging dir
-NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # an adapter's name: lora/<name>/, lora_name
-PLUGIN_DTYPES = ("auto", "float16", "bfloat16", "float32")
+import llm_api_options
+import lora_checks
+import lora_package
+import serve_script
+from build_config import BuildConfig
+from errors import Check, ExportError, check
+from versions import at_least
+
+PACKAGE_SCRIPT = Path(__file__).resolve().parents[1] / "steps" / "package_adapters.py"
+REQUEST = (
+    '"lora_request": {"lora_name", "lora_int_id", "lora_path"} in the body of a /v1/completions '
+    "or /v1/chat/completions request; lora_path is the adapter's dir on the serving machine "
+    "(serve.sh prints each one)"
+)
 
 
-def _as_dict(lora) -> dict:
-    return lora.model_dump(mode="json") if hasattr(lora, "model_dump") else dict(lora)
+@dataclass
+class LoraPlan:
+    checks: list[Check] = field(default_factory=list)
+    step: dict = field(default_factory=dict)
+    build_argv: list[str] = field(default_factory=list)
+    part: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
-def package_step(python: str, lora, staging: str | Path) -> dict:
-    """The step that copies the adapters into <staging>/lora/ (before the build reads them)."""
-    lora = _as_dict(lora)
-    output = Path(staging) / LORA_DIR
-    argv = [python, str(PACKAGE_SCRIPT), "--output", str(output)]
-    for entry in lora["adapters"]:  # steps run in the staging dir: absolute adapter paths
-        argv += ["--adapter", f"{entry['name']}={Path(entry['path']).resolve()}"]
+def package_step(python: str, infos: list, staging: str) -> dict:
+    output = str(Path(staging) / lora_package.LORA_DIR)
+    argv = [python, str(PACKAGE_SCRIPT), "--output", output]
+    for info in infos:
+        argv += ["--adapter", info.name, str(info.path), info.fingerprint["fingerprint"]]
     return {
         "name": "lora",
         "argv": argv,
         "log": "lora.log",
-        "output": str(output),
-        "description": "adapters -> lora/<name>/ (adapter_config.json, weights, adapters.json)",
+        "output": output,
+        "description": "adapters -> lora/<name>/ (checked against their planned fingerprints)",
     }
 
 
-def build_lora_argv(lora, targets: dict, dtype: str, lora_root: str | Path) -> list[str]:
-    """trtllm-build's LoRA flags: the plugin in the model's dtype (a plugin dtype other than the
-    engine's silently disables LoRA, tensorrtllm_backend #791), the packaged adapter dirs, the
-    served rank and modules. trtllm-build builds LoRA only with --lora_plugin (build_model)."""
-    lora = _as_dict(lora)
-    if dtype not in PLUGIN_DTYPES:
-        raise ValueError(f"lora plugin dtype {dtype!r} is not one of {', '.join(PLUGIN_DTYPES)}")
-    dirs = [str(Path(lora_root) / entry["name"]) for entry in lora["adapters"]]
+def build_argv(cfg: BuildConfig, targets: dict, dtype: str, staging: str) -> list[str]:
+    """trtllm-build's LoRA flags. The plugin runs in the engine's dtype (another dtype silently
+    disables LoRA, tensorrtllm_backend #791); trtllm-build builds LoRA only with --lora_plugin."""
+    lora = cfg.lora
+    root = Path(staging) / lora_package.LORA_DIR
     return [
         "--lora_plugin",
         dtype,
         "--lora_dir",
-        *dirs,
+        *(str(root / a.name) for a in lora.adapters),
         "--max_lora_rank",
-        str(lora["max_rank"]),
+        str(lora.max_rank),
         "--lora_target_modules",
         *targets["trtllm"],
         "--lora_ckpt_source",
@@ -71,76 +77,93 @@ def build_lora_argv(lora, targets: dict, dtype: str, lora_root: str | Path) -> l
     ]
 
 
-def llm_api_lora_config(lora, targets: dict) -> dict:
-    """The lora_config block (PyTorch route). lora_dir is relative to the artifact: serve.sh
-    runs trtllm-serve from the artifact dir. Adapters are still chosen per request."""
-    lora = _as_dict(lora)
+def llm_api_lora_config(cfg: BuildConfig, targets: dict) -> dict:
+    """The lora_config block of llm_api_options.yaml (PyTorch route); lora_dir is relative to
+    the artifact, where serve.sh runs trtllm-serve. Requests still choose the adapter."""
+    lora = cfg.lora
     return {
-        "lora_dir": [f"{LORA_DIR}/{entry['name']}" for entry in lora["adapters"]],
+        "lora_dir": [f"{lora_package.LORA_DIR}/{a.name}" for a in lora.adapters],
         "lora_ckpt_source": "hf",
-        "max_lora_rank": lora["max_rank"],
+        "max_lora_rank": lora.max_rank,
         "lora_target_modules": list(targets["trtllm"]),
-        "max_loras": lora["max_loras"],
-        "max_cpu_loras": lora["max_cpu_loras"],
+        "max_loras": lora.max_loras,
+        "max_cpu_loras": lora.max_cpu_loras,
     }
 
 
-def plan_part(lora, targets: dict, version: str, backend: str) -> dict:
-    """The plan document's "lora" object: what is served, how, and what is not applied."""
-    lora = _as_dict(lora)
-    notes = [
-        'adapters are chosen per request: "lora_request": {"lora_name", "lora_int_id", '
-        '"lora_path"} in the /v1/completions or /v1/chat/completions body (lora/adapters.json '
-        "has each adapter's id and path)"
-    ]
-    if backend == "engine":
-        notes.append(
-            "max_loras / max_cpu_loras are runtime settings (trtllm-build has no flag for them) "
-            "and the recorded LLM-API sets list no TensorRT-backend key for them: not applied, "
-            "recorded in build.json; the runtime's own PEFT cache default applies"
+def route_check(version: str, block: dict | None) -> Check:
+    """Engine: trtllm-build has the LoRA flags at this version. PyTorch: the LLM-API record of
+    this version lists lora_config and every key of the block."""
+    if block is None and not at_least(version, serve_script.FIRST_TRTLLM_SERVE):
+        msg = (
+            f"TensorRT-LLM {version} has no trtllm-serve: its serve.sh runs examples/run.py, "
+            "which serves no adapter per request"
         )
+        fix = f"target.trtllm_version {serve_script.FIRST_TRTLLM_SERVE} or newer, or merge"
+        return check("lora_route", "fail", msg, fix, key="target.trtllm_version")
+    if block is None:
+        return check("lora_route", "pass", f"trtllm-build {version}: LoRA plugin flags recorded")
+    try:
+        record = llm_api_options.load_record(version)
+    except ExportError as err:
+        return check("lora_route", "fail", err.message, "", key="target.trtllm_version")
+    if "lora_config" not in record.get("nested", {}):
+        partial = "" if record.get("complete", True) else " (a partial record)"
+        msg = (
+            f"the LLM-API record {record['record_file']}{partial} lists no lora_config: runtime "
+            "LoRA on the PyTorch backend is planned for the recorded lines only (1.2, 1.4)"
+        )
+        fix = 'target.trtllm_version: "1.2.0" (or backend: engine)'
+        return check("lora_route", "fail", msg, fix, key="target.trtllm_version")
+    errors = llm_api_options.check_options({"lora_config": block}, record)
+    if errors:
+        return check("lora_route", "fail", "; ".join(errors), "", key="lora")
+    line = record["record_line"]
+    return check("lora_route", "pass", f"lora_config checked against the LLM API of {line}")
+
+
+def _adapter_part(info) -> dict:
+    cfg = info.config
     return {
+        "name": info.name,
+        "lora_int_id": info.index + 1,
+        "source": str(info.path),
+        "fingerprint": info.fingerprint["fingerprint"],
+        "rank": max(info.ranks.values(), default=0),
+        "lora_alpha": cfg.get("lora_alpha"),
+        "use_rslora": bool(cfg.get("use_rslora")),
+        "modules": sorted({m.rsplit(".", 1)[-1] for m in info.ranks}),
+        "base_model_name_or_path": cfg.get("base_model_name_or_path"),
+    }
+
+
+def plan(cfg: BuildConfig, model_dir: str, version: str, python: str, staging: str, dtype: str):
+    """Everything the plan needs for the lora: section (see the module docstring)."""
+    out = LoraPlan()
+    engine = cfg.backend == "engine"
+    out.checks, infos = lora_checks.adapter_checks(cfg.lora, model_dir, version, cfg.backend)
+    targets = lora_checks.resolve_targets(cfg.lora, infos, version, cfg.backend)
+    block = None if engine else llm_api_lora_config(cfg, targets)
+    out.checks.insert(0, route_check(version, block))
+    out.step = package_step(python, infos, staging)
+    if engine:
+        out.build_argv = build_argv(cfg, targets, dtype, staging)
+        out.notes.append(
+            "lora.max_loras / max_cpu_loras are not applied on the engine route: trtllm-build "
+            "has no flag for them and the serving options are not written for engines; "
+            "TensorRT-LLM's own adapter-cache defaults apply"
+        )
+    lora = cfg.lora
+    out.part = {
         "schema_version": 1,
-        "route": backend,
+        "route": cfg.backend,
         "trtllm_version": version,
-        "adapters": [
-            {"name": e["name"], "lora_int_id": i + 1, "source": str(Path(e["path"]).resolve())}
-            for i, e in enumerate(lora["adapters"])
-        ],
-        "max_rank": lora["max_rank"],
+        "adapters": [_adapter_part(i) for i in infos],
+        "max_rank": lora.max_rank,
         "target_modules": targets,
-        "max_loras": lora["max_loras"],
-        "max_cpu_loras": lora["max_cpu_loras"],
-        "notes": notes,
+        "max_loras": lora.max_loras,
+        "max_cpu_loras": lora.max_cpu_loras,
+        "llm_api_lora_config": block,
+        "request": REQUEST,
     }
-
-
-def request_body(entry: dict, model: str, prompt: str, lora_path: str) -> dict:
-    """A /v1/completions body that runs `prompt` through one packaged adapter."""
-    return {
-        "model": model,
-        "prompt": prompt,
-        "max_tokens": 32,
-        "lora_request": {
-            "lora_name": entry["name"],
-            "lora_int_id": entry["lora_int_id"],
-            "lora_path": lora_path,
-        },
-    }
-
-
-def serve_sh_lines(adapters: list[dict]) -> str:
-    """serve.sh lines (run with the artifact dir as cwd) that tell what a client sends for each
-    adapter: trtllm-serve loads an adapter from the lora_path of the request that names it."""
-    lines = [
-        "# Runtime LoRA: every adapter in lora/ is served; a request picks one with its",
-        '# "lora_request" (lora/adapters.json). Printed at start-up with this machine\'s paths:',
-    ]
-    for entry in adapters:
-        name, uid = entry["name"], int(entry["lora_int_id"])
-        text = (
-            f'lora adapter {name}: "lora_request": {{"lora_name": "{name}", '
-            f'"lora_int_id": {uid}, "lora_path": "%s"}}\\n'
-        )
-        lines.append(f'printf {shlex.quote(text)} "${{PWD}}/{LORA_DIR}/{name}" >&2')
-    return "\n".join(lines) + "\n"
+    return out
