@@ -1,121 +1,106 @@
-"""lora_package.py (adapters into the artifact as lora/<name>/) and lora_verify.py (each adapter
-loads onto the base with PEFT and changes its output) (issue 16)."""
+"""The lora package step (steps/package_adapters.py, lib/lora_package.py) and build.json's "lora"
+part (publish.lora_part): every adapter copied with its fingerprint, nothing half-written."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import lora_package
-import lora_verify
+import package_adapters
+import publish
 import pytest
 import tiny_models
-import torch
-from safetensors.torch import load_file, save_file
+from errors import ExportError
 
 
 @pytest.fixture(scope="module")
 def made(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lora-pkg")
+    root = tmp_path_factory.mktemp("lora-package")
     base = tiny_models.make_model("llama", root / "base")
-    good = tiny_models.make_adapter(base, root / "good", save_tokenizer=True)
-    zero = root / "zero"  # what training saves when it never updated lora_B
-    shutil.copytree(good, zero)
-    weights = load_file(zero / "adapter_model.safetensors")
-    zeroed = {k: torch.zeros_like(v) if "lora_B" in k else v for k, v in weights.items()}
-    save_file(zeroed, zero / "adapter_model.safetensors", metadata={"format": "pt"})
-    return base, good, zero
+    return {
+        "a": tiny_models.make_adapter(base, root / "a"),
+        "b": tiny_models.make_adapter(base, root / "b", r=8, target_modules=["q_proj"]),
+    }
 
 
-def sha(path: Path) -> str:
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+def argv(out: Path, *names_paths: tuple[str, Path], fingerprints: dict | None = None) -> list:
+    args = ["--output", str(out)]
+    for name, path in names_paths:
+        fp = (fingerprints or {}).get(name) or lora_package.fingerprint(path)["fingerprint"]
+        args += ["--adapter", name, str(path), fp]
+    return args
 
 
-def test_package_copies_config_and_weights_with_their_fingerprints(made, tmp_path, capsys):
-    _base, good, zero = made
-    out = tmp_path / "artifact" / "lora"
-    args = ["--output", str(out), "--adapter", f"sft={good}", "--adapter", f"dpo={zero}"]
-    assert lora_package.main(args) == 0
+def test_the_step_copies_config_and_weights_with_their_fingerprints(made, tmp_path, capsys):
+    out = tmp_path / "stage" / "lora"
+    assert package_adapters.main(argv(out, ("sft", made["a"]), ("dpo", made["b"]))) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc == json.loads((out / "adapters.json").read_text())
-    assert [(a["name"], a["lora_int_id"], a["path"]) for a in doc["adapters"]] == [
-        ("sft", 1, "lora/sft"),
-        ("dpo", 2, "lora/dpo"),
-    ]
-    assert sorted(p.name for p in (out / "sft").iterdir()) == [
-        "adapter_config.json",
-        "adapter_model.safetensors",
-    ]  # the adapter's saved tokenizer stays behind: the base's serves every adapter
-    sft = doc["adapters"][0]
-    for name, rec in sft["files"].items():
-        assert rec["sha256"] == sha(good / name) == sha(out / "sft" / name)
-    assert sft["fingerprint"] != doc["adapters"][1]["fingerprint"]
-    assert sft["max_rank"] == 4 and "q_proj" in sft["target_modules"]
-    assert lora_package.manifest_part(out.parent) == doc
-    assert lora_package.manifest_part(tmp_path) is None
+    assert sorted(p.name for p in out.iterdir()) == ["adapters.json", "dpo", "sft"]
+    sft, dpo = doc["adapters"]
+    assert (sft["name"], sft["lora_int_id"], sft["path"]) == ("sft", 1, "lora/sft")
+    assert dpo["lora_int_id"] == 2
+    for name in lora_package.FILES:
+        assert (out / "sft" / name).read_bytes() == (made["a"] / name).read_bytes()
+    assert sft["fingerprint"] == lora_package.fingerprint(made["a"])["fingerprint"]
+    assert sft["files"] == lora_package.fingerprint(out / "sft")["files"]
+    assert sft["fingerprint"] != dpo["fingerprint"]
 
 
-@pytest.mark.parametrize(
-    ("pairs", "needle"),
-    [
-        ([("a", "GOOD"), ("a", "GOOD")], "names repeat"),
-        ([("../up", "GOOD")], "adapter names use"),
-        ([("a", "GOOD"), ("b", "MISSING")], "not a directory"),
-    ],
-)
-def test_package_refuses_bad_input_and_leaves_nothing_behind(made, tmp_path, pairs, needle, capsys):
-    _base, good, _zero = made
+def test_an_adapter_that_changed_after_the_plan_stops_the_step_and_leaves_nothing(
+    made, tmp_path, capsys
+):
     out = tmp_path / "lora"
-    args = ["--output", str(out)]
-    for name, path in pairs:
-        real = good if path == "GOOD" else tmp_path / "missing"
-        args += ["--adapter", f"{name}={real}"]
-    assert lora_package.main(args) == 2
-    assert needle in capsys.readouterr().err
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    planned = {"b": "sha256:" + "0" * 64}
+    code = package_adapters.main(
+        argv(out, ("a", made["a"]), ("b", made["b"]), fingerprints=planned)
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert (
+        "package_adapters: error: adapter b" in err and "changed after the build was planned" in err
+    )
+    assert not out.exists() and not out.with_name("lora.partial").exists()
 
 
-def test_package_never_overwrites(made, tmp_path):
-    (tmp_path / "lora").mkdir()
-    with pytest.raises(lora_package.PackageError, match="already exists"):
-        lora_package.package([("a", made[1])], tmp_path / "lora")
+def test_the_step_never_overwrites_and_reports_a_missing_file(made, tmp_path, capsys):
+    out = tmp_path / "lora"
+    out.mkdir()
+    assert package_adapters.main(argv(out, ("a", made["a"]))) == 2
+    assert "already exists" in capsys.readouterr().err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    bad = ["--output", str(tmp_path / "new"), "--adapter", "x", str(empty), "sha256:0"]
+    assert package_adapters.main(bad) == 1
+    assert "adapter_config.json" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists() and not (tmp_path / "new.partial").exists()
 
 
-def test_verify_passes_an_effective_adapter_and_fails_one_without_effect(made, tmp_path, capsys):
-    base, good, zero = made
-    artifact = tmp_path / "artifact"
-    lora_package.package([("sft", good), ("untrained", zero)], artifact / "lora")
-    args = ["--artifact", str(artifact), "--model-dir", str(base), "--device", "cpu", "--json"]
-    assert lora_verify.main(args) == 1
-    out = capsys.readouterr()
-    checks = {(c["adapter"], c["id"]): c for c in json.loads(out.out)["checks"]}
-    assert checks[("sft", "lora_files")]["status"] == "pass"
-    assert checks[("sft", "lora_effect")]["status"] == "pass"
-    assert "changes the output" in checks[("sft", "lora_effect")]["message"]
-    assert checks[("untrained", "lora_effect")]["status"] == "fail"
-    assert "adapter has no effect" in checks[("untrained", "lora_effect")]["message"]
-    assert "untrained: adapter has no effect" in out.err
+def _plan_part(made) -> dict:
+    adapters = [
+        {
+            "name": n,
+            "lora_int_id": i + 1,
+            "fingerprint": lora_package.fingerprint(made[n])["fingerprint"],
+        }
+        for i, n in enumerate(("a", "b"))
+    ]
+    return {"lora": {"schema_version": 1, "route": "engine", "adapters": adapters}}
 
 
-def test_verify_notices_a_changed_packaged_file_and_a_foreign_adapter(made, tmp_path, capsys):
-    base, good, _zero = made
-    artifact = tmp_path / "artifact"
-    lora_package.package([("sft", good)], artifact / "lora")
-    (artifact / "lora" / "sft" / "adapter_config.json").write_text("{}")
-    assert lora_verify.main(["--artifact", str(artifact), "--model-dir", str(base), "--json"]) == 1
-    checks = json.loads(capsys.readouterr().out)["checks"]
-    files = next(c for c in checks if c["id"] == "lora_files")
-    assert files["status"] == "fail" and "adapter_config.json" in files["message"]
-    other = tiny_models.make_model("gpt2", tmp_path / "gpt2")
-    foreign = tiny_models.make_adapter(other, tmp_path / "foreign")
-    assert lora_verify.main(["--model-dir", str(base), "--adapter", f"x={foreign}"]) == 1
-    assert "does not load onto the base with PEFT" in capsys.readouterr().err
+def test_build_json_lists_each_planned_adapter_with_its_packaged_files(made, tmp_path):
+    assert package_adapters.main(argv(tmp_path / "lora", ("a", made["a"]), ("b", made["b"]))) == 0
+    part = publish.lora_part(_plan_part(made), tmp_path)
+    assert [a["path"] for a in part["adapters"]] == ["lora/a", "lora/b"]
+    assert set(part["adapters"][0]["files"]) == set(lora_package.FILES)
+    assert part["route"] == "engine"
+    assert publish.lora_part({"lora": None}, tmp_path) is None
 
 
-def test_verify_refuses_an_artifact_without_lora_and_a_missing_base(tmp_path, capsys):
-    assert lora_verify.main(["--artifact", str(tmp_path), "--model-dir", str(tmp_path)]) == 2
-    assert "no lora/adapters.json" in capsys.readouterr().err
-    assert lora_verify.main(["--adapter", "a=/x"]) == 2
-    assert "no config.json" in capsys.readouterr().err
+def test_publish_refuses_a_packaged_adapter_that_is_not_the_planned_one(made, tmp_path):
+    assert package_adapters.main(argv(tmp_path / "lora", ("a", made["a"]), ("b", made["a"]))) == 0
+    with pytest.raises(ExportError, match="lora/b is missing or not the adapter that was planned"):
+        publish.lora_part(_plan_part(made), tmp_path)
+    with pytest.raises(ExportError, match="wrote no"):
+        publish.lora_part(_plan_part(made), tmp_path / "elsewhere")
