@@ -58,8 +58,11 @@ def fingerprint(adapter_dir: Path | str) -> dict:
 
 
 def _copy_one(index: int, name: str, src: Path, expected: str, dest: Path) -> dict:
-    dest.mkdir(parents=True)
-    files = {f: _hash_file(src / f, dest / f) for f in FILES}
+    try:
+        dest.mkdir(parents=True)
+        files = {f: _hash_file(src / f, dest / f) for f in FILES}
+    except OSError as exc:
+        raise failed(f"adapter {name}: {exc.filename}: {exc.strerror or exc}") from None
     got = _combined(files)
     if got != expected:
         raise failed(

@@ -29,9 +29,9 @@ from versions import at_least
 
 PACKAGE_SCRIPT = Path(__file__).resolve().parents[1] / "steps" / "package_adapters.py"
 REQUEST = (
-    '"lora_request": {"lora_name", "lora_int_id", "lora_path"} in the body of a /v1/completions '
-    "or /v1/chat/completions request; lora_path is the adapter's dir on the serving machine "
-    "(serve.sh prints each one)"
+    '"lora_request": {"lora_name", "lora_int_id", "lora_path"} in the request body '
+    "(TensorRT-LLM's example sends it to /v1/completions); lora_path is the adapter's dir on "
+    "the serving machine (serve.sh prints each one)"
 )
 
 

@@ -39,9 +39,6 @@ def main(argv: list[str] | None = None) -> int:
         doc = lora_package.package([tuple(a) for a in args.adapter], args.output)
     except ExportError as err:
         return report(PROG, err)
-    except OSError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 1
     print(json.dumps(doc, indent=2))
     return 0
 
