@@ -30,6 +30,7 @@ from pathlib import Path
 import commands
 import env_checks
 import estimate as est
+import lora_plan
 import model_checks
 import model_files
 import pytorch_plan
@@ -128,6 +129,20 @@ class Planner:
         self.steps: list[dict] = []
         self.route: str | None = None
         self.cache_file: str | None = None
+        self.lora: dict | None = None
+
+    def add_lora(self, dtype: str) -> None:
+        """The lora: section: its checks, the package step first, trtllm-build's LoRA flags."""
+        lora = lora_plan.plan(
+            self.cfg, self.model_dir, self.version, self.python, self.staging, dtype
+        )
+        self.checks += lora.checks
+        self.notes += lora.notes
+        for step in self.steps:
+            if step["name"] == "build":
+                step["argv"] += lora.build_argv
+        self.steps.insert(0, lora.step)
+        self.lora = lora.part
 
     def fail(self, check_id: str, message: str, fix: str = "", key: str | None = None) -> None:
         self.checks.append(check(check_id, "fail", message, fix, key))
@@ -363,6 +378,8 @@ def make_plan(
         p.steps = pytorch_plan.plan_steps(cfg, p.python, p.model_dir, p.staging)
         for key, message in pytorch_plan.problems(cfg):
             p.fail("calibration", message, "a local .jsonl or .txt file", key)
+    if cfg.lora is not None:
+        p.add_lora(dtype)
     p.checks += step_checks.tool_checks(p.steps, facts, p.examples, family, p.machine)
     if shape:
         p.checks += model_checks.structure_checks(cfg, shape, family, gpu, p.machine)
@@ -372,7 +389,7 @@ def make_plan(
         p.route == "convert" and any(s["name"] == "calib" for s in p.steps)
     )
     if not engine:
-        calibrates = bool(p.steps)
+        calibrates = any(s["name"] == "quantize" for s in p.steps)
     p.checks += [
         c
         for c in env_checks.run_checks(
@@ -434,6 +451,7 @@ def _document(p: Planner, model_config, family, gpu, dtype, estimate) -> dict:
         "steps": p.steps,
         "checks": p.checks,
         "estimates": estimate,
+        "lora": p.lora,
         "notes": p.notes,
     }
 
