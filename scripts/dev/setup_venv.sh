@@ -76,7 +76,7 @@ setup_progress() {
         ;;
       Installing\ collected\ packages*)
         [[ ! -t 2 ]] || printf '\r\033[K' >&2
-        setup_log "unpacking ${n} packages into the venv (torch is most of the time)"
+        setup_log "unpacking ${n} packages into the venv"
         ;;
     esac
   done
@@ -99,7 +99,7 @@ setup_install() {
   local log="${VENV_DIR}/install.log"
   setup_log "creating ${VENV_DIR#"${REPO_ROOT}"/} with ${py}"
   "${py}" -m venv "${VENV_DIR}" || setup_die "cannot create ${VENV_DIR}"
-  setup_log "installing ${total} locked packages from ${LOCK#"${REPO_ROOT}"/} (about a minute the first time; log: ${log#"${REPO_ROOT}"/})"
+  setup_log "installing ${total} locked packages from ${LOCK#"${REPO_ROOT}"/} (log: ${log#"${REPO_ROOT}"/})"
   "${VENV_DIR}/bin/python" -m pip install --require-hashes --no-deps --disable-pip-version-check \
     --no-input --progress-bar off -r "${LOCK}" 2>&1 | setup_progress "${total}" "${log}" || rc=$?
   [[ ! -t 2 ]] || printf '\r\033[K' >&2
