@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import demo_lib
@@ -41,12 +42,20 @@ def answer_all(args: argparse.Namespace, prompts: list[str]):
 
     tokenizer = AutoTokenizer.from_pretrained(args.adapter)
     base = demo_lib.load_causal_lm(args.base)
-    tokens = {"base": demo_lib.greedy(base, tokenizer, prompts, args.max_new_tokens)}
-    adapted = PeftModel.from_pretrained(base, args.adapter).eval()
-    tokens["adapter"] = demo_lib.greedy(adapted, tokenizer, prompts, args.max_new_tokens)
-    del adapted, base
-    merged = demo_lib.load_causal_lm(args.merged)
-    tokens["merged"] = demo_lib.greedy(merged, tokenizer, prompts, args.max_new_tokens)
+    models = {
+        "base": lambda: base,
+        "adapter": lambda: PeftModel.from_pretrained(base, args.adapter).eval(),
+        "merged": lambda: demo_lib.load_causal_lm(args.merged),
+    }
+    tokens = {}
+    for name, load in models.items():  # in this order: the adapter wraps the base in place
+        start = time.monotonic()
+        tokens[name] = demo_lib.greedy(load(), tokenizer, prompts, args.max_new_tokens)
+        print(
+            f"demo_answers: {name:<8} {len(prompts)} answers ({time.monotonic() - start:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
     return tokenizer, tokens
 
 
