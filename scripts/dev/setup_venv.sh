@@ -35,7 +35,7 @@ setup_python() {
   local want="$1"
   if [[ -n "${BOOTSTRAP_PYTHON:-}" ]]; then
     printf '%s' "${BOOTSTRAP_PYTHON}"
-  elif [[ "${want}" != any ]] && command -v "python${want}" >/dev/null; then
+  elif [[ "${want}" != any ]] && "python${want}" -c '' 2>/dev/null; then # (a pyenv shim may fail)
     printf 'python%s' "${want}"
   else
     printf 'python3'
