@@ -1,6 +1,6 @@
 """Train a LoRA adapter on a small chat dataset with PEFT on the CPU: a short run, a fixed seed.
 
-Usage: train_adapter.py --base DIR --data FILE --out DIR [--steps 16] [--batch-size 8] [--lr 3e-3]
+Usage: train_adapter.py --base DIR --data FILE --out DIR [--steps 10] [--batch-size 8] [--lr 5e-3]
                         [--rank 8] [--top-layers 8] [--seed 0]
 
 FILE holds one {"prompt": ..., "reply": ...} object per line. Each prompt is put in the base's
@@ -205,9 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base", type=Path, required=True)
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--steps", type=positive, default=16)
+    parser.add_argument("--steps", type=positive, default=10)
     parser.add_argument("--batch-size", type=positive, default=8)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=5e-3)
     parser.add_argument("--rank", type=positive, default=8)
     parser.add_argument("--top-layers", type=positive, default=8)
     parser.add_argument("--seed", type=int, default=0)

@@ -61,7 +61,7 @@ json() {
   run cat "${BATS_FILE_TMPDIR}/demo.err"
   assert_line --partial "== demo [1/6] base model"
   assert_line --partial "== demo [6/6] TensorRT-LLM engine build"
-  assert_line --regexp "^train_adapter: step 16/16  loss 0\.[0-9]+"
+  assert_line --regexp "^train_adapter: step 10/10  loss 0\.[0-9]+"
   assert_line --partial "merged = adapter, token for token"
   refute_output --partial "it/s]"
   refute_output --partial "FutureWarning"
