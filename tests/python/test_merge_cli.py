@@ -4,9 +4,12 @@ atomic publishing, --verify that can fail, and the streaming writer's windows an
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import merge_lora
@@ -14,10 +17,11 @@ import pytest
 import tiny_models
 import torch
 from lora_merge import plan as plan_mod
-from lora_merge import staging, writer
+from lora_merge import np_engine, staging, writer
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from test_merge import IDS, load_weights, logits, reference_model
+from tqdm import tqdm
 from transformers import AutoModelForCausalLM
 
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -302,11 +306,13 @@ def test_small_shards_small_pieces_and_windows_give_the_same_bytes(adapter, tmp_
 
 def test_device_path_gives_the_same_bytes(adapter, tmp_path, monkeypatch):
     """--device cuda's code path (whole pieces moved to a device), run with the CPU device."""
-    from lora_merge import run as run_mod
+    from lora_merge import engines
 
     assert run([adapter], tmp_path / "plain") == 0
-    monkeypatch.setattr(run_mod, "_device", lambda name: torch.device("cpu"))
-    assert run([adapter], tmp_path / "dev") == 0
+    monkeypatch.setattr(engines, "_cuda", lambda: torch.device("cpu"))
+    assert run([adapter], tmp_path / "dev", "--device", "cuda") == 0
+    info = json.loads((tmp_path / "dev" / "merge_info.json").read_text())
+    assert info["engine"] == "torch"
     for f in (tmp_path / "plain").glob("model-*.safetensors"):
         assert f.read_bytes() == (tmp_path / "dev" / f.name).read_bytes()
 
@@ -353,12 +359,27 @@ def test_staging_of_a_live_merge_is_not_touched(adapter, tmp_path):
     assert (stage / staging.OWNER).exists() and not (tmp_path / "out").exists()
 
 
-def test_progress_goes_to_stderr(adapter, tmp_path, capsys):
-    argv = ["--adapter", str(adapter), "--output", str(tmp_path / "out")]
-    assert merge_lora.main(argv) == 0
+def test_progress_is_a_tqdm_bar_on_a_terminal_and_silent_elsewhere(
+    adapter, tmp_path, capsys, monkeypatch
+):
+    argv = ["--adapter", str(adapter), "--output"]
+    assert merge_lora.main([*argv, str(tmp_path / "out")]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == str(tmp_path / "out")
-    assert "100.0%" in err and "MiB/s" in err
+    assert "B/s" not in err and "%" not in err and "done in" in err  # a log, no bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert merge_lora.main([*argv, str(tmp_path / "tty")]) == 0
+    bar = terminal.getvalue()
+    total = sum(f.stat().st_size for f in (tmp_path / "tty").glob("model-*.safetensors"))
+    size = tqdm.format_sizeof(total, divisor=1024)
+    assert "merge_lora: weights: 100%" in bar and f"| {size}/{size} [" in bar  # bytes done/total
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, *[\d.]+[kMG]?B/s\]", bar)  # elapsed<ETA, rate
 
 
 def test_verify_passes_on_a_good_merge(adapter, tmp_path):
@@ -369,7 +390,7 @@ def test_verify_passes_on_a_good_merge(adapter, tmp_path):
 
 
 def test_verify_catches_a_wrong_tensor(adapter, tmp_path, monkeypatch):
-    real = writer.compute_piece
+    real = np_engine.compute_piece
 
     def corrupt(pc, fds, device=None):
         data = real(pc, fds, device)
@@ -377,7 +398,7 @@ def test_verify_catches_a_wrong_tensor(adapter, tmp_path, monkeypatch):
             data[0:4] = b"\x00\x00\x80\x7f"  # +inf in the first element
         return data
 
-    monkeypatch.setattr(writer, "compute_piece", corrupt)
+    monkeypatch.setattr(np_engine, "compute_piece", corrupt)
     output = tmp_path / "out"
     assert run([adapter], output, "--verify") == 1
     assert not output.exists()

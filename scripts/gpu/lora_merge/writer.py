@@ -17,16 +17,14 @@ import mmap
 import os
 import sys
 import threading
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_merge import ops as ops_mod
 from lora_merge.errors import failed
 from lora_merge.plan import OutTensor
-from lora_merge.safetensors_io import DTYPES, header_bytes, open_fd, pread_into, pwrite_all
+from lora_merge.safetensors_io import DTYPES, header_bytes, open_fd, pwrite_all
 
 PIECE_BYTES = 4 << 20  # output bytes per piece (a block of rows)
 WINDOW_BYTES = 16 << 20  # one aligned write
@@ -77,45 +75,33 @@ def index_json(shards) -> dict:
 
 
 class Progress:
-    """Bytes written, rate and ETA on stderr: a live bar on a terminal, else a line per 10%."""
+    """Bytes written, rate and ETA: a tqdm bar on a terminal, nothing otherwise."""
 
     def __init__(self, total: int, label: str, quiet: bool = False) -> None:
-        self.total, self.done, self.label = max(total, 1), 0, label
-        self.start = time.monotonic()
-        self.lock = threading.Lock()
-        self.tty = sys.stderr.isatty()
-        self.quiet = quiet
-        self.next_mark = 0.1
-        self.last_draw = 0.0
+        self.bar = None
+        if quiet or not sys.stderr.isatty():
+            return
+        from tqdm import tqdm
 
-    def add(self, n: int) -> None:
-        with self.lock:
-            self.done += n
-            frac = self.done / self.total
-            now = time.monotonic()
-            if self.quiet:
-                return
-            if self.tty and (now - self.last_draw > 0.2 or self.done >= self.total):
-                self.last_draw = now
-                sys.stderr.write("\r" + self._line(frac, now) + "\033[K")
-                sys.stderr.flush()
-            elif not self.tty and frac >= self.next_mark:
-                self.next_mark = (int(frac * 10) + 1) / 10
-                sys.stderr.write(self._line(frac, now) + "\n")
-
-    def _line(self, frac: float, now: float) -> str:
-        elapsed = max(now - self.start, 1e-6)
-        rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        bar = "#" * int(frac * 24)
-        return (
-            f"{self.label} [{bar:<24}] {frac * 100:5.1f}% {self.done / 2**30:.2f}/"
-            f"{self.total / 2**30:.2f} GiB {rate / 2**20:.0f} MiB/s ETA {eta:.0f}s"
+        self.bar = tqdm(
+            total=total,
+            desc=label,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.2,
+            leave=True,
         )
 
+    def add(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
     def close(self) -> None:
-        if self.tty and not self.quiet:
-            sys.stderr.write("\n")
+        if self.bar is not None:
+            self.bar.close()
 
 
 @dataclass
@@ -141,88 +127,6 @@ def pieces(placed: list[Placement], piece_bytes: int | None = None) -> list[Piec
             r1 = min(t.shape[0], r0 + step)
             out.append(Piece(t, p.offset + r0 * row_bytes, (r0, r1), (r1 - r0) * row_bytes))
     return out
-
-
-class _Scratch(threading.local):
-    """Per-thread buffers, grown as needed and reused: fresh memory costs a page fault per
-    4 KiB, which at these sizes is slower than the merge itself."""
-
-    def __init__(self) -> None:
-        self.bufs: dict[str, bytearray] = {}
-        self.f32 = None
-
-    def bytes(self, which: str, n: int) -> memoryview:
-        buf = self.bufs.get(which)
-        if buf is None or len(buf) < n:
-            buf = self.bufs[which] = bytearray(n)
-        return memoryview(buf)[:n]
-
-    def floats(self, n: int):
-        import torch
-
-        if self.f32 is None or self.f32.numel() < 2 * n:
-            self.f32 = torch.empty(2 * n, dtype=torch.float32)
-        return self.f32[:n], self.f32[n : 2 * n]
-
-
-_scratch = _Scratch()
-
-
-def _as_tensor(view: memoryview, dtype_name: str, shape):
-    import torch
-
-    dtype = getattr(torch, DTYPES[dtype_name][1])
-    if not len(view):
-        return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(view, dtype=torch.uint8).view(dtype).reshape(shape)
-
-
-def _source_info(t: OutTensor):
-    if t.source is not None:
-        adapter, key = t.source
-        return adapter.tensors[key]
-    return t.base
-
-
-def compute_piece(pc: Piece, fds: dict, device=None) -> memoryview:
-    """The piece's output bytes (a per-thread buffer, valid until the thread's next piece)."""
-    import torch
-
-    t = pc.tensor
-    info = _source_info(t)
-    r0, r1 = pc.rows if pc.rows else (0, t.shape[0] if t.shape else 1)
-    rows = r1 - r0
-    src_row = info.nbytes // max(1, info.shape[0]) if info.shape else info.nbytes
-    src_view = _scratch.bytes("src", rows * src_row if info.shape else info.nbytes)
-    if len(src_view):
-        pread_into(open_fd(info.path, fds), src_view, info.offset + r0 * src_row)
-    shape = (rows, *info.shape[1:]) if info.shape else ()
-    x = _as_tensor(src_view, info.dtype, shape)
-    out_dtype = getattr(torch, DTYPES[t.out_dtype][1])
-    if not t.ops and x.dtype == out_dtype:
-        return src_view
-    if x.dtype == out_dtype:
-        out_view, y = src_view, x  # merge in place
-    else:
-        out_view = _scratch.bytes("out", pc.nbytes)
-        y = _as_tensor(out_view, t.out_dtype, shape)
-    if not t.ops:
-        y.copy_(x)
-        return out_view
-    xv, yv = (x, y) if x.dim() else (x.view(1), y.view(1))
-    if device is not None:  # --device cuda: the piece at once on the device
-        work = xv.to(device).to(torch.float32)
-        for op in t.ops:
-            ops_mod.apply(op, work, r0, r1)
-        yv.copy_(work.to(out_dtype).cpu())
-        return out_view
-    block, prod = _scratch.floats(xv.numel())
-    block = block.view(xv.shape)
-    block.copy_(xv)
-    for op in t.ops:
-        ops_mod.apply(op, block, r0, r0 + xv.shape[0], prod)
-    yv.copy_(block)
-    return out_view
 
 
 class _ShardStream:
@@ -328,8 +232,9 @@ class _ShardStream:
             b.close()
 
 
-def write_shards(shards, workers: int, progress: Progress, device=None) -> None:
-    """Write every shard file; raises MergeError(exit 1) on an I/O or compute failure."""
+def write_shards(shards, workers: int, progress: Progress, compute) -> None:
+    """Write every shard file; compute(piece, fds) gives a piece's bytes (np_engine or
+    torch_engine). Raises MergeError(exit 1) on an I/O or compute failure."""
     in_fds: dict[Path, int] = {}
     for _path, _h, placed in shards:  # open every input once, before the threads start
         for p in placed:
@@ -337,7 +242,7 @@ def write_shards(shards, workers: int, progress: Progress, device=None) -> None:
             if t.base is not None:
                 open_fd(t.base.path, in_fds)
             if t.source is not None:
-                open_fd(_source_info(t).path, in_fds)
+                open_fd(t.src.path, in_fds)
             for op in t.ops:
                 for key in op.keys.values():
                     open_fd(op.adapter.tensors[key].path, op.adapter._fds)
@@ -347,7 +252,7 @@ def write_shards(shards, workers: int, progress: Progress, device=None) -> None:
                 size = len(head) + sum(p.tensor.nbytes for p in placed)
                 stream = _ShardStream(path, size, RING, WINDOW_BYTES, progress)
                 try:
-                    _run_shard(stream, head, placed, pool, workers, in_fds, device)
+                    _run_shard(stream, head, placed, pool, workers, in_fds, compute)
                     stream.finish()
                 finally:
                     stream.close()
@@ -358,7 +263,7 @@ def write_shards(shards, workers: int, progress: Progress, device=None) -> None:
             os.close(fd)
 
 
-def _run_shard(stream, head, placed, pool, workers, in_fds, device) -> None:
+def _run_shard(stream, head, placed, pool, workers, in_fds, compute) -> None:
     todo = pieces(placed)
     left = {}
     for pc in todo:
@@ -367,7 +272,7 @@ def _run_shard(stream, head, placed, pool, workers, in_fds, device) -> None:
 
     def job(pc: Piece) -> None:
         try:
-            stream.put(pc.pos, compute_piece(pc, in_fds, device))
+            stream.put(pc.pos, compute(pc, in_fds))
         except BaseException as err:
             stream.fail(err)
             raise
