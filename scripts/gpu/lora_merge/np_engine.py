@@ -5,7 +5,7 @@ numpy arrays (numpy is installed with torch and weighs 0.15 s). The arithmetic i
 float32: W' = W + (B·A)·s, the product from BLAS sgemm (a fused multiply-add chain over the
 rank, as torch's CPU and CUDA matmuls compute it), then one rounding to the output dtype.
 bfloat16 has no numpy dtype: it is handled as uint16 bits, widened exactly to float32 and
-rounded to nearest-even as torch does (NaN becomes 0x7FC0).
+rounded to nearest-even as torch does (a NaN becomes 0xFFFF, as torch's CPU conversion has it).
 
 A piece is processed in tiles of a few rows (TILE_ELEMS float32 values) so every pass stays in
 the core's cache. DoRA (a norm over rows), float8 and --device cuda go to torch_engine.
@@ -60,9 +60,9 @@ def encode(x: np.ndarray, dtype: str, out, scratch: np.ndarray) -> None:
     np.add(t, 0x7FFF, out=t)
     np.add(t, bits, out=t)
     dst = np.frombuffer(out, np.uint16)
-    np.copyto(dst, t.view(np.uint16)[1::2])  # the high halves (little-endian)
-    if not np.isfinite(np.add.reduce(flat)):  # a NaN (or an inf) somewhere: torch's NaN rule
-        dst[np.isnan(flat)] = 0x7FC0
+    np.right_shift(t, 16, out=dst, casting="unsafe")  # the high half
+    if np.isnan(np.max(flat)):  # max propagates NaN; torch's CPU conversion writes 0xFFFF
+        dst[np.isnan(flat)] = 0xFFFF
 
 
 def matmul(b: np.ndarray, a: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -171,11 +171,19 @@ def compute_piece(pc, fds: dict, device=None) -> memoryview:
     out = src if info.dtype == t.out_dtype else _buffers.get("out", rows * out_row)
     step = max(2, TILE_ELEMS // max(cols, 1))
     block, prod, bits = _arrays(step + 1, cols)
+    with np.errstate(all="ignore"):  # inf and NaN follow IEEE rules, as in torch; no warnings
+        _merge_tiles(t, info.dtype, src, out, r0, rows, cols, (block, prod, bits))
+    return out
+
+
+def _merge_tiles(t, src_dtype: str, src, out, r0: int, rows: int, cols: int, arrays) -> None:
+    block, prod, bits = arrays
+    src_row = cols * DTYPES[src_dtype][0]
+    out_row = cols * DTYPES[t.out_dtype][0]
     for a, b in _tiles(rows, cols):
         n = (b - a) * cols
         x, p = block[:n].reshape(b - a, cols), prod[:n].reshape(b - a, cols)
-        decode(src[a * src_row : b * src_row], info.dtype, x)
+        decode(src[a * src_row : b * src_row], src_dtype, x)
         for op in t.ops:
             apply(op, x, r0 + a, r0 + b, p)
         encode(x, t.out_dtype, out[a * out_row : b * out_row], bits[:n])
-    return out
