@@ -16,8 +16,8 @@ import merge_lora
 import pytest
 import tiny_models
 import torch
-from lora_merge import plan as plan_mod
 from lora_merge import np_engine, staging, writer
+from lora_merge import plan as plan_mod
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from test_merge import IDS, load_weights, logits, reference_model
