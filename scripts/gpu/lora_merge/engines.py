@@ -59,7 +59,8 @@ def pick(plan, device: str, workers: int = 0) -> Engine:
     workers = workers or min(MAX_WORKERS, (os.cpu_count() or 2) + 1)
     why_torch = "--device cuda" if device == "cuda" else numpy_can_merge(plan)
     if why_torch is None and not missing("numpy"):
-        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # the workers are the parallelism
+        if "numpy" not in sys.modules:  # the workers are the parallelism: BLAS threads on top
+            os.environ["OPENBLAS_NUM_THREADS"] = "1"  # spin-wait: ten times slower on 2 cores
         from lora_merge import np_engine
 
         return Engine("numpy", np_engine.compute_piece, workers)
