@@ -139,68 +139,16 @@ class _Job:
 
 
 def _write(job: _Job) -> dict:
-    opts, base, adapters, plan, stage = job.opts, job.base, job.adapters, job.plan, job.stage
-    base_dir, out_dtype, t0 = base.path, job.out_dtype, job.t0
-    delegated = [a for a in adapters if _delegate_reason(a)]
+    """Weights, side files, merge_info.json and --verify into the staging dir."""
+    opts, plan, stage = job.opts, job.plan, job.stage
     info: dict = {"schema_version": SCHEMA_VERSION, "tool": "merge_lora.py"}
-    if delegated:
-        log(
-            f"{_delegate_reason(delegated[0])}: merged by PEFT's in-memory merge_and_unload "
-            "(whole model in memory, float32)"
-        )
-        from lora_merge import delegate
-
-        dtype_name = delegate.merge_with_peft(
-            base, opts.adapters[0], stage, out_dtype, opts.max_shard
-        )
-        info["method"] = "peft_merge_and_unload"
-        config_changes: dict = {}
-    else:
-        shards = writer.layout(plan.tensors, stage, opts.max_shard)
-        file_bytes = sum(len(h) + sum(p.tensor.nbytes for p in placed) for _f, h, placed in shards)
-        progress = writer.Progress(file_bytes, "merge_lora: weights", opts.quiet)
-        try:
-            writer.write_shards(shards, job.engine.workers, progress, job.engine.compute)
-        finally:
-            progress.close()
-        files.write_json(stage / writer.INDEX_NAME, writer.index_json(shards))
-        config = files.merged_config(base.config, plan.config_changes, out_dtype)
-        files.write_json(stage / "config.json", config)
-        info["method"] = "streaming"
-        info["engine"] = job.engine.name
-        dtype_name = opts.dtype
-        config_changes = plan.config_changes
-    copied = files.copy_side_files(base_dir, job.tok_src, stage)
-    info.update(
-        {
-            "adapters": [
-                {
-                    "path": str(a.path),
-                    "peft_type": a.peft_type,
-                    "sha256": a.digest,
-                    "config": a.config,
-                }
-                for a in adapters
-            ],
-            "base": {"path": str(base_dir), "header_sha256": base.header_digest},
-            "policy": {
-                "dtype": dtype_name,
-                "arithmetic": "float32, rounded once to the output dtype",
-                "qlora_base": QLORA_POLICY,
-                "stacking": "adapters applied in the order given, each to the result of the "
-                "previous one",
-            },
-            "tokenizer_from": str(job.tok_src),
-            "config_changes": config_changes,
-            "counts": plan.counts if plan else {},
-            "side_files": copied,
-            "versions": dict(files.versions(), python=platform.python_version()),
-            "device": opts.device,
-        }
-    )
+    method, dtype_name, config_changes = _write_weights(job)
+    info.update(method)
+    copied = files.copy_side_files(job.base.path, job.tok_src, stage)
+    info.update(_provenance(job, copied, dtype_name, config_changes))
     if opts.verify:
-        info["verify"] = _verify(plan, base, opts.adapters, stage)
-    info["duration_s"] = round(time.monotonic() - t0, 3)
+        info["verify"] = _verify(plan, job.base, opts.adapters, stage)
+    info["duration_s"] = round(time.monotonic() - job.t0, 3)
     files.write_json(stage / "merge_info.json", info)
     if opts.verify and any(v.get("status") == "fail" for v in info["verify"].values()):
         raise failed(
@@ -208,6 +156,59 @@ def _write(job: _Job) -> dict:
             f"verification failed; the merge is kept in {stage} (see merge_info.json there)",
         )
     return info
+
+
+def _write_weights(job: _Job) -> tuple[dict, str, dict]:
+    """The shards, index and config (or PEFT's save): (method keys, dtype, config changes)."""
+    opts, plan, stage = job.opts, job.plan, job.stage
+    if plan is None:
+        adapter = job.adapters[0]
+        log(
+            f"{_delegate_reason(adapter)}: merged by PEFT's in-memory merge_and_unload "
+            "(whole model in memory, float32)"
+        )
+        from lora_merge import delegate
+
+        dtype_name = delegate.merge_with_peft(
+            job.base, opts.adapters[0], stage, job.out_dtype, opts.max_shard
+        )
+        return {"method": "peft_merge_and_unload"}, dtype_name, {}
+    shards = writer.layout(plan.tensors, stage, opts.max_shard)
+    file_bytes = sum(len(h) + sum(p.tensor.nbytes for p in placed) for _f, h, placed in shards)
+    progress = writer.Progress(file_bytes, "merge_lora: weights", opts.quiet)
+    try:
+        writer.write_shards(shards, job.engine.workers, progress, job.engine.compute)
+    finally:
+        progress.close()
+    files.write_json(stage / writer.INDEX_NAME, writer.index_json(shards))
+    config = files.merged_config(job.base.config, plan.config_changes, job.out_dtype)
+    files.write_json(stage / "config.json", config)
+    return {"method": "streaming", "engine": job.engine.name}, opts.dtype, plan.config_changes
+
+
+def _provenance(job: _Job, copied: list[str], dtype_name: str, config_changes: dict) -> dict:
+    """Adapters, base, policy, tokenizer, counts, versions: what merge_info.json records."""
+    adapters = [
+        {"path": str(a.path), "peft_type": a.peft_type, "sha256": a.digest, "config": a.config}
+        for a in job.adapters
+    ]
+    return {
+        "adapters": adapters,
+        "base": {"path": str(job.base.path), "header_sha256": job.base.header_digest},
+        "policy": {
+            "dtype": dtype_name,
+            "arithmetic": "float32, rounded once to the output dtype",
+            "qlora_base": QLORA_POLICY,
+            "stacking": "adapters applied in the order given, each to the result of the "
+            "previous one",
+        },
+        "tokenizer_from": str(job.tok_src),
+        "config_changes": config_changes,
+        "counts": job.plan.counts if job.plan else {},
+        "side_files": copied,
+        "versions": dict(files.versions(), python=platform.python_version()),
+        "device": job.opts.device,
+    }
 
 
 def _delegate_reason(adapter) -> str | None:
