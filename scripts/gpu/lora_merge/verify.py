@@ -132,6 +132,7 @@ def run(plan: Plan | None, base, adapters: list[Path], out_dir: Path, log) -> di
         log(f"verify: logits skipped ({skip})")
         out["logits"] = {"status": "skipped", "reason": skip}
         return out
+    vl.quiet_libraries()
     model = vl.load_merged(out_dir)
     ids = vl.token_ids(model.get_input_embeddings().weight.shape[0])
     written = vl.logits(model, ids)

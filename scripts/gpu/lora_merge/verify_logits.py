@@ -49,6 +49,18 @@ def skip_reason(plan, base_params: int) -> str | None:
     return f"cannot import {', '.join(gone)}" if gone else None
 
 
+def quiet_libraries() -> None:
+    """transformers' and PEFT's progress bars, deprecation notices and warnings off: the
+    merge's own log lines say what is happening, and the verdict is in merge_info.json."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", module=r"(transformers|peft)(\.|$)")
+
+
 def logits(model, ids):
     import torch
 
