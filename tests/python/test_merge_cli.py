@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import json
 import os
 import re
@@ -288,6 +289,21 @@ def test_dtype_option_rounds_once_and_updates_config(base, adapter, tmp_path):
     assert config["dtype"] == "bfloat16"
 
 
+@pytest.mark.parametrize(
+    ("rows", "row_bytes", "offset"), [(1000, 96, 40), (7, 3000, 0), (3, 8, 100)]
+)
+def test_pieces_tile_the_tensor_mostly_inside_windows_and_never_one_row(rows, row_bytes, offset):
+    t = plan_mod.OutTensor("w", None, "F32", (rows, row_bytes // 4))
+    placed = [writer.Placement(t, None, offset)]
+    got = writer.pieces(placed, piece_bytes=1000, window=4096)
+    assert [pc.pos for pc in got] == sorted(pc.pos for pc in got)
+    assert sum(pc.nbytes for pc in got) == rows * row_bytes and got[0].pos == offset
+    assert all(a.pos + a.nbytes == b.pos for a, b in itertools.pairwise(got))
+    assert all(pc.rows is None or pc.rows[1] - pc.rows[0] >= 2 for pc in got)
+    crossing = [pc for pc in got if pc.pos // 4096 != (pc.pos + pc.nbytes - 1) // 4096]
+    assert len(crossing) <= rows * row_bytes // 4096 + 1  # at most one per window boundary
+
+
 def test_small_shards_small_pieces_and_windows_give_the_same_bytes(adapter, tmp_path, monkeypatch):
     assert run([adapter], tmp_path / "plain", "--max-shard-size", "40KB") == 0
     monkeypatch.setattr(writer, "PIECE_BYTES", 1000)
@@ -392,8 +408,8 @@ def test_verify_passes_on_a_good_merge(adapter, tmp_path):
 def test_verify_catches_a_wrong_tensor(adapter, tmp_path, monkeypatch):
     real = np_engine.compute_piece
 
-    def corrupt(pc, fds, device=None):
-        data = real(pc, fds, device)
+    def corrupt(pc, fds, out=None):
+        data = real(pc, fds, out)
         if pc.tensor.name == "model.layers.1.mlp.up_proj.weight":
             data[0:4] = b"\x00\x00\x80\x7f"  # +inf in the first element
         return data

@@ -154,26 +154,29 @@ def _arrays(n: int, cols: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return block, prod, np.frombuffer(_buffers.get("bits", size), np.uint32)
 
 
-def compute_piece(pc, fds: dict, device=None) -> memoryview:
-    """The piece's output bytes (a per-thread buffer, valid until the thread's next piece)."""
+def compute_piece(pc, fds: dict, out: memoryview | None = None) -> memoryview:
+    """The piece's output bytes, written into out when given (a window of the output stream:
+    a piece of the same dtype is read there and merged in place), else into a per-thread
+    buffer valid until the thread's next piece."""
     t = pc.tensor
     info = t.src
     r0, r1 = pc.rows if pc.rows else (0, t.shape[0] if t.shape else 1)
     rows = r1 - r0
     src_row = info.nbytes // info.shape[0] if info.shape and info.shape[0] else info.nbytes
-    src = _buffers.get("src", rows * src_row)
+    same = info.dtype == t.out_dtype
+    src = out if same and out is not None else _buffers.get("src", rows * src_row)
     if len(src):
         pread_into(open_fd(info.path, fds), src, info.offset + r0 * src_row)
-    if not t.ops and info.dtype == t.out_dtype:
+    if not t.ops and same:
         return src
     cols = src_row // DTYPES[info.dtype][0]
     out_row = cols * DTYPES[t.out_dtype][0]
-    out = src if info.dtype == t.out_dtype else _buffers.get("out", rows * out_row)
+    dst = src if same else out if out is not None else _buffers.get("out", rows * out_row)
     step = max(2, TILE_ELEMS // max(cols, 1))
     block, prod, bits = _arrays(step + 1, cols)
     with np.errstate(all="ignore"):  # inf and NaN follow IEEE rules, as in torch; no warnings
-        _merge_tiles(t, info.dtype, src, out, r0, rows, cols, (block, prod, bits))
-    return out
+        _merge_tiles(t, info.dtype, src, dst, r0, rows, cols, (block, prod, bits))
+    return dst
 
 
 def _merge_tiles(t, src_dtype: str, src, out, r0: int, rows: int, cols: int, arrays) -> None:

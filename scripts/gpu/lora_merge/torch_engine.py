@@ -55,8 +55,17 @@ def _as_tensor(view: memoryview, dtype_name: str, shape):
     return torch.frombuffer(view, dtype=torch.uint8).view(dtype).reshape(shape)
 
 
-def compute_piece(pc, fds: dict, device=None) -> memoryview:
-    """The piece's output bytes (a per-thread buffer, valid until the thread's next piece)."""
+def compute_piece(pc, fds: dict, out: memoryview | None = None, device=None) -> memoryview:
+    """The piece's output bytes, copied into out when given, else a per-thread buffer valid
+    until the thread's next piece."""
+    data = _compute(pc, fds, device)
+    if out is None:
+        return data
+    out[:] = data
+    return out
+
+
+def _compute(pc, fds: dict, device) -> memoryview:
     import torch
 
     t = pc.tensor

@@ -1,18 +1,20 @@
 """Stream the plan into safetensors shards: read, merge, write, overlapped across threads.
 
 Every output shape and dtype is known from the plan, so each shard's header is known first
-and the shard is one byte stream. It is cut into pieces (a block of rows of one tensor, a
-few MiB); worker threads read and merge pieces in parallel (float32, rounded once) and copy
-each into a ring of page-aligned windows over the stream; a full window is written with
-O_DIRECT (no page cache: the output is not read back, and on hosts where fresh memory is
-slow to fault in this is what keeps the merge near the speed of a file copy), or with plain
-writes where the filesystem refuses O_DIRECT. Memory is the ring plus one piece per worker,
-whatever the size of the model or of its largest tensor (a tensor whose op needs all rows at
-once, such as DoRA on an embedding, is one piece).
+and the shard is one byte stream over a ring of page-aligned windows. The stream is cut into
+pieces (a block of rows of one tensor, a few MiB, cut where a window ends); worker threads
+read and merge pieces in parallel (float32, rounded once), each straight into its window
+(the few pieces that cross a window boundary are merged aside and copied). A full window is
+written with O_DIRECT (no page cache: the output is not read back, and on hosts where fresh
+memory is slow to fault in this is what keeps the merge near the speed of a file copy), or
+with plain writes where the filesystem refuses O_DIRECT. Memory is the ring plus a few MiB of
+buffers per worker, whatever the size of the model or of its largest tensor (a tensor whose
+op needs all rows at once, such as DoRA on an embedding, is one piece).
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import sys
@@ -112,20 +114,36 @@ class Piece:
     nbytes: int
 
 
-def pieces(placed: list[Placement], piece_bytes: int | None = None) -> list[Piece]:
-    piece_bytes = piece_bytes or PIECE_BYTES
+def pieces(placed: list[Placement], piece_bytes: int = 0, window: int = 0) -> list[Piece]:
+    """The pieces of a shard, in stream order: whole small tensors, else blocks of rows."""
+    piece_bytes, window = piece_bytes or PIECE_BYTES, window or WINDOW_BYTES
     out = []
     for p in placed:
         t = p.tensor
         whole = len(t.shape) < 1 or not all(op.row_local for op in t.ops)
-        if whole or t.nbytes <= piece_bytes or t.shape[0] <= 1:
+        if whole or t.nbytes <= piece_bytes or t.shape[0] <= 2:
             out.append(Piece(t, p.offset, None, t.nbytes))
-            continue
-        row_bytes = t.nbytes // t.shape[0]
-        step = max(1, piece_bytes // row_bytes)
-        for r0 in range(0, t.shape[0], step):
-            r1 = min(t.shape[0], r0 + step)
-            out.append(Piece(t, p.offset + r0 * row_bytes, (r0, r1), (r1 - r0) * row_bytes))
+        else:
+            out += _row_blocks(t, p.offset, piece_bytes, window)
+    return out
+
+
+def _row_blocks(t: OutTensor, offset: int, piece_bytes: int, window: int) -> list[Piece]:
+    """Blocks of at most piece_bytes, cut where a window ends so that nearly every piece lies
+    in one window (and is computed there, in place); never one row (sgemm takes another path
+    for a single row), so a block that must cross a window boundary has two."""
+    rows = t.shape[0]
+    row_bytes = t.nbytes // rows
+    step = max(2, piece_bytes // row_bytes)
+    out, r0 = [], 0
+    while r0 < rows:
+        pos = offset + r0 * row_bytes
+        fit = (window - pos % window) // row_bytes  # whole rows before the window ends
+        r1 = min(rows, r0 + (min(step, fit) if fit >= 2 else 2))
+        if rows - r1 == 1:
+            r1 = rows
+        out.append(Piece(t, pos, (r0, r1), (r1 - r0) * row_bytes))
+        r0 = r1
     return out
 
 
@@ -155,6 +173,33 @@ class _ShardStream:
     def _win_len(self, k: int) -> int:
         return min(self.window, self.size - k * self.window)
 
+    def _wait_for(self, k: int) -> None:
+        """Until window k is in the ring."""
+        with self.cond:
+            self.cond.wait_for(lambda: k < self.base + len(self.bufs) or self.error)
+            if self.error:
+                raise self.error
+
+    def _filled(self, k: int, n: int) -> None:
+        with self.cond:
+            self.filled[k] = self.filled.get(k, 0) + n
+            if self.filled[k] == self._win_len(k):
+                self.ready.add(k)
+                self.cond.notify_all()
+
+    def reserve(self, pos: int, n: int) -> memoryview | None:
+        """The window memory for shard bytes [pos, pos+n) when they lie in one window (waits
+        for it to enter the ring); None when they cross a boundary. commit() when written."""
+        k = pos // self.window
+        if n == 0 or (pos + n - 1) // self.window != k:
+            return None
+        self._wait_for(k)
+        off = pos - k * self.window
+        return memoryview(self.bufs[k % len(self.bufs)])[off : off + n]
+
+    def commit(self, pos: int, n: int) -> None:
+        self._filled(pos // self.window, n)
+
     def put(self, pos: int, data: memoryview) -> None:
         """Copy data to shard bytes [pos, pos+len): waits for ring space, window by window."""
         done = 0
@@ -162,17 +207,9 @@ class _ShardStream:
             k = (pos + done) // self.window
             off = (pos + done) - k * self.window
             n = min(len(data) - done, self.window - off)
-            with self.cond:
-                self.cond.wait_for(lambda k=k: k < self.base + len(self.bufs) or self.error)
-                if self.error:
-                    raise self.error
-            buf = self.bufs[k % len(self.bufs)]
-            buf[off : off + n] = data[done : done + n]
-            with self.cond:
-                self.filled[k] = self.filled.get(k, 0) + n
-                if self.filled[k] == self._win_len(k):
-                    self.ready.add(k)
-                    self.cond.notify_all()
+            self._wait_for(k)
+            self.bufs[k % len(self.bufs)][off : off + n] = data[done : done + n]
+            self._filled(k, n)
             done += n
 
     def _write(self, k: int) -> None:
@@ -229,12 +266,14 @@ class _ShardStream:
     def close(self) -> None:
         os.close(self.fd)
         for b in self.bufs:
-            b.close()
+            with contextlib.suppress(BufferError):  # a view still alive (error path): GC unmaps
+                b.close()
 
 
 def write_shards(shards, workers: int, progress: Progress, compute) -> None:
-    """Write every shard file; compute(piece, fds) gives a piece's bytes (np_engine or
-    torch_engine). Raises MergeError(exit 1) on an I/O or compute failure."""
+    """Write every shard file; compute(piece, fds, out=None) writes a piece's bytes into out
+    (a window of the stream) or returns them (np_engine or torch_engine). Raises
+    MergeError(exit 1) on an I/O or compute failure."""
     in_fds: dict[Path, int] = {}
     for _path, _h, placed in shards:  # open every input once, before the threads start
         for p in placed:
@@ -264,7 +303,7 @@ def write_shards(shards, workers: int, progress: Progress, compute) -> None:
 
 
 def _run_shard(stream, head, placed, pool, workers, in_fds, compute) -> None:
-    todo = pieces(placed)
+    todo = pieces(placed, window=stream.window)
     left = {}
     for pc in todo:
         left[id(pc.tensor)] = left.get(id(pc.tensor), 0) + 1
@@ -272,7 +311,13 @@ def _run_shard(stream, head, placed, pool, workers, in_fds, compute) -> None:
 
     def job(pc: Piece) -> None:
         try:
-            stream.put(pc.pos, compute(pc, in_fds))
+            view = stream.reserve(pc.pos, pc.nbytes)
+            if view is None:
+                stream.put(pc.pos, compute(pc, in_fds))
+            else:  # computed in the window itself: no copy
+                compute(pc, in_fds, view)
+                view.release()
+                stream.commit(pc.pos, pc.nbytes)
         except BaseException as err:
             stream.fail(err)
             raise
