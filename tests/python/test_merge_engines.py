@@ -37,6 +37,7 @@ def test_bf16_rounding_is_torchs_on_ties_overflow_subnormals_and_nan():
     assert ours.tolist() == torch_bf16_bits(x).tolist()
     nan = np.array([1.0, np.nan, -np.nan], np.float32)
     assert np.frombuffer(np_encode(nan), np.uint16).tolist() == torch_bf16_bits(nan).tolist()
+    assert np_encode(np.empty(0, np.float32)) == bytearray()  # a zero-size tensor
 
 
 @settings(max_examples=50, deadline=None)

@@ -61,7 +61,7 @@ def encode(x: np.ndarray, dtype: str, out, scratch: np.ndarray) -> None:
     np.add(t, bits, out=t)
     dst = np.frombuffer(out, np.uint16)
     np.right_shift(t, 16, out=dst, casting="unsafe")  # the high half
-    if np.isnan(np.max(flat)):  # max propagates NaN; torch's CPU conversion writes 0xFFFF
+    if flat.size and np.isnan(np.max(flat)):  # max propagates NaN; torch's CPU conversion: 0xFFFF
         dst[np.isnan(flat)] = 0xFFFF
 
 
