@@ -9,9 +9,10 @@
 # 15 GiB in four) and an r=16 all-linear LoRA adapter, then times, interleaved, N runs each
 # of: cp -r + sync, merge_lora.py (plus merge_lora.py --device cuda with --device cuda), and
 # PEFT load + merge_and_unload + save_pretrained (on the GPU too with --device cuda).
-# Every run is followed by sync inside its timing. Memory: the maximum RSS of the process
-# (ru_maxrss: anonymous and file-backed pages, what a container's limit counts) and the peak
-# RssAnon of its process tree (polled). merge_lora.py alone also runs on --rss-size (default
+# Every run is followed by sync inside its timing. Memory: the maximum RSS of the largest
+# process (ru_maxrss: anonymous and file-backed pages) and the peak Pss of the process tree
+# (polled; merge_lora.py's worker processes together, shared pages counted once: what a
+# container's memory limit sees). merge_lora.py alone also runs on --rss-size (default
 # 0.6b: the same layer shapes, fewer layers) to show its memory does not grow with the
 # model, and on --small-size (default small: 270 MB) for its start-up. Then merge_lora.py's
 # output is compared tensor by tensor with PEFT's (and, with --device cuda, with the CPU's).

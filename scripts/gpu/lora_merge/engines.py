@@ -24,8 +24,9 @@ MAX_WORKERS = 8  # enough to keep up with the disk; each holds a piece's buffers
 @dataclass
 class Engine:
     name: str  # numpy | torch
-    compute: Callable  # compute(piece, fds) -> memoryview of the piece's output bytes
+    compute: Callable  # compute(piece, fds, out=None) -> memoryview of the piece's bytes
     workers: int
+    processes: bool = False  # the workers are forked processes (procs.py), not threads
 
 
 def missing(*modules: str) -> list[str]:
@@ -61,9 +62,10 @@ def pick(plan, device: str, workers: int = 0) -> Engine:
     if why_torch is None and not missing("numpy"):
         if "numpy" not in sys.modules:  # the workers are the parallelism: BLAS threads on top
             os.environ["OPENBLAS_NUM_THREADS"] = "1"  # spin-wait: ten times slower on 2 cores
-        from lora_merge import np_engine
+        from lora_merge import np_engine, procs
 
-        return Engine("numpy", np_engine.compute_piece, workers)
+        forked = procs.usable() and workers > 1
+        return Engine("numpy", np_engine.compute_piece, workers, processes=forked)
     if missing("torch"):
         what = f"the merge ({why_torch})" if why_torch else "the merge"
         need = "torch" if why_torch else "numpy (or torch)"

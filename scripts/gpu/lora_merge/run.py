@@ -177,7 +177,8 @@ def _write_weights(job: _Job) -> tuple[dict, str, dict]:
     file_bytes = sum(len(h) + sum(p.tensor.nbytes for p in placed) for _f, h, placed in shards)
     progress = writer.Progress(file_bytes, "merge_lora: weights", opts.quiet)
     try:
-        writer.write_shards(shards, job.engine.workers, progress, job.engine.compute)
+        engine = job.engine
+        writer.write_shards(shards, engine.workers, progress, engine.compute, engine.processes)
     finally:
         progress.close()
     files.write_json(stage / writer.INDEX_NAME, writer.index_json(shards))

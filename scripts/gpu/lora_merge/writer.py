@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from lora_merge import procs
 from lora_merge.errors import failed
 from lora_merge.plan import OutTensor
 from lora_merge.safetensors_io import DTYPES, header_bytes, open_fd, pwrite_all
@@ -85,6 +86,7 @@ class Progress:
             return
         from tqdm import tqdm
 
+        tqdm.monitor_interval = 0  # no monitor thread: worker processes are forked later
         self.bar = tqdm(
             total=total,
             desc=label,
@@ -150,12 +152,12 @@ def _row_blocks(t: OutTensor, offset: int, piece_bytes: int, window: int) -> lis
 class _ShardStream:
     """A ring of aligned windows over one shard file; full windows are written in order."""
 
-    def __init__(self, path: Path, size: int, ring: int, window: int, progress) -> None:
-        self.path, self.size, self.window = path, size, window
+    def __init__(self, path: Path, size: int, ring: list, progress) -> None:
+        self.path, self.size, self.window = path, size, len(ring[0])
         self.progress = progress
         self.cond = threading.Condition()
         self.base = 0  # index of the lowest window not yet written
-        self.bufs = [mmap.mmap(-1, window) for _ in range(ring)]
+        self.bufs = ring  # shared anonymous memory: worker processes merge into it too
         self.filled: dict[int, int] = {}
         self.error: BaseException | None = None
         self.direct = hasattr(os, "O_DIRECT")
@@ -165,7 +167,7 @@ class _ShardStream:
         except OSError:
             self.direct = False
             self.fd = os.open(path, flags, 0o644)
-        self.nwin = max(1, -(-size // window))
+        self.nwin = max(1, -(-size // self.window))
         self.ready: set[int] = set()
         self.flusher = threading.Thread(target=self._flush_loop, name="merge-write", daemon=True)
         self.flusher.start()
@@ -187,15 +189,14 @@ class _ShardStream:
                 self.ready.add(k)
                 self.cond.notify_all()
 
-    def reserve(self, pos: int, n: int) -> memoryview | None:
-        """The window memory for shard bytes [pos, pos+n) when they lie in one window (waits
+    def reserve(self, pos: int, n: int) -> tuple[int, int] | None:
+        """(ring slot, offset) of shard bytes [pos, pos+n) when they lie in one window (waits
         for it to enter the ring); None when they cross a boundary. commit() when written."""
         k = pos // self.window
         if n == 0 or (pos + n - 1) // self.window != k:
             return None
         self._wait_for(k)
-        off = pos - k * self.window
-        return memoryview(self.bufs[k % len(self.bufs)])[off : off + n]
+        return k % len(self.bufs), pos - k * self.window
 
     def commit(self, pos: int, n: int) -> None:
         self._filled(pos // self.window, n)
@@ -265,17 +266,12 @@ class _ShardStream:
 
     def close(self) -> None:
         os.close(self.fd)
-        for b in self.bufs:
-            with contextlib.suppress(BufferError):  # a view still alive (error path): GC unmaps
-                b.close()
 
 
-def write_shards(shards, workers: int, progress: Progress, compute) -> None:
-    """Write every shard file; compute(piece, fds, out=None) writes a piece's bytes into out
-    (a window of the stream) or returns them (np_engine or torch_engine). Raises
-    MergeError(exit 1) on an I/O or compute failure."""
+def _open_inputs(shards) -> dict[Path, int]:
+    """Every input file opened once, before threads or worker processes start."""
     in_fds: dict[Path, int] = {}
-    for _path, _h, placed in shards:  # open every input once, before the threads start
+    for _path, _h, placed in shards:
         for p in placed:
             t = p.tensor
             if t.base is not None:
@@ -285,39 +281,75 @@ def write_shards(shards, workers: int, progress: Progress, compute) -> None:
             for op in t.ops:
                 for key in op.keys.values():
                     open_fd(op.adapter.tensors[key].path, op.adapter._fds)
+    return in_fds
+
+
+def write_shards(shards, workers: int, progress: Progress, compute, processes=False) -> None:
+    """Write every shard file; compute(piece, fds, out=None) writes a piece's bytes into out
+    (a window of the stream) or returns them (np_engine or torch_engine), in worker threads
+    or (processes) in worker processes forked here. Raises MergeError(exit 1) on an I/O or
+    compute failure."""
+    in_fds = _open_inputs(shards)
+    ring = [mmap.mmap(-1, WINDOW_BYTES) for _ in range(RING)]
+    todo = [pieces(placed, window=WINDOW_BYTES) for _path, _h, placed in shards]
+    flat = [pc for shard_pieces in todo for pc in shard_pieces]
+    forked = None
     try:
+        if processes:
+            forked = procs.Pool(workers, compute, flat, ring, in_fds)
+        run = _runner(compute, in_fds, forked, {id(pc): i for i, pc in enumerate(flat)})
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merge") as pool:
-            for path, head, placed in shards:
+            for (path, head, placed), shard_pieces in zip(shards, todo, strict=True):
                 size = len(head) + sum(p.tensor.nbytes for p in placed)
-                stream = _ShardStream(path, size, RING, WINDOW_BYTES, progress)
+                stream = _ShardStream(path, size, ring, progress)
                 try:
-                    _run_shard(stream, head, placed, pool, workers, in_fds, compute)
+                    _run_shard(stream, head, shard_pieces, pool, workers, run)
                     stream.finish()
                 finally:
                     stream.close()
     except (OSError, RuntimeError, ValueError) as err:
         raise failed("write_failed", f"writing the merged shards failed: {err}") from err
     finally:
+        if forked is not None:
+            forked.close()
         for fd in in_fds.values():
             os.close(fd)
+        for b in ring:
+            with contextlib.suppress(BufferError):  # a view still alive (error path): GC unmaps
+                b.close()
 
 
-def _run_shard(stream, head, placed, pool, workers, in_fds, compute) -> None:
-    todo = pieces(placed, window=stream.window)
-    left = {}
+def _runner(compute, in_fds: dict, forked, index: dict):
+    """run(stream, piece): the piece merged into its window (or aside and copied there)."""
+
+    def run(stream: _ShardStream, pc: Piece) -> None:
+        where = stream.reserve(pc.pos, pc.nbytes)
+        if forked is not None and where is not None:
+            forked.run(index[id(pc)], *where)
+        elif forked is not None:
+            forked.run(index[id(pc)], take=lambda data: stream.put(pc.pos, data[: pc.nbytes]))
+            return
+        elif where is None:
+            stream.put(pc.pos, compute(pc, in_fds))
+            return
+        else:
+            slot, off = where
+            with memoryview(stream.bufs[slot])[off : off + pc.nbytes] as view:
+                compute(pc, in_fds, view)
+        stream.commit(pc.pos, pc.nbytes)
+
+    return run
+
+
+def _run_shard(stream, head, todo: list[Piece], pool, workers: int, run) -> None:
+    left: dict[int, int] = {}
     for pc in todo:
         left[id(pc.tensor)] = left.get(id(pc.tensor), 0) + 1
     lock = threading.Lock()
 
     def job(pc: Piece) -> None:
         try:
-            view = stream.reserve(pc.pos, pc.nbytes)
-            if view is None:
-                stream.put(pc.pos, compute(pc, in_fds))
-            else:  # computed in the window itself: no copy
-                compute(pc, in_fds, view)
-                view.release()
-                stream.commit(pc.pos, pc.nbytes)
+            run(stream, pc)
         except BaseException as err:
             stream.fail(err)
             raise
