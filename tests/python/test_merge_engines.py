@@ -5,6 +5,7 @@ an interpreter without the packages an engine needs gets one line and exit 2, no
 from __future__ import annotations
 
 import json
+import os
 
 import merge_lora
 import numpy as np
@@ -133,3 +134,44 @@ def test_a_missing_package_is_one_line_exit_2_and_nothing_written(
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith(f"merge_lora: error: {needs}, which ")
     assert "Traceback" not in "\n".join(err)
+
+
+# ------------------------------------------------------------------- worker processes
+
+
+def test_worker_processes_and_one_in_process_worker_write_the_same_bytes(base, tmp_path):
+    lora = tiny_models.make_adapter(base, tmp_path / "lora", r=8)
+    assert merge(lora, tmp_path / "forked", "--max-shard-size", "60KB") == 0
+    assert merge(lora, tmp_path / "inline", "--max-shard-size", "60KB", "--workers", "1") == 0
+    shards = sorted((tmp_path / "forked").glob("model-*.safetensors"))
+    assert len(shards) > 1
+    for shard in shards:
+        assert shard.read_bytes() == (tmp_path / "inline" / shard.name).read_bytes()
+
+
+def test_a_failing_worker_process_fails_the_merge_and_leaves_no_process(
+    base, tmp_path, monkeypatch, capsys
+):
+    lora = tiny_models.make_adapter(base, tmp_path / "lora")
+    real = np_engine.compute_piece
+
+    def broken(pc, fds, out=None):
+        if pc.tensor.name.endswith("layers.1.mlp.down_proj.weight"):
+            raise ValueError("disk said no")
+        return real(pc, fds, out)
+
+    monkeypatch.setattr(np_engine, "compute_piece", broken)
+    before = set(os.listdir("/proc"))
+    assert merge(lora, tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert "writing the merged shards failed: ValueError: disk said no" in err
+    assert not (tmp_path / "out").exists()
+    children = [p for p in set(os.listdir("/proc")) - before if p.isdigit()]
+    assert not [p for p in children if _parent(p) == os.getpid()]
+
+
+def _parent(pid: str) -> int:
+    try:
+        return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return -1
