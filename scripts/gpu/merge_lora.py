@@ -52,11 +52,20 @@ def parse_size(text: str) -> int:
     return int(value)
 
 
+def _help_parts() -> tuple[str, str]:
+    """The header comment as (usage block, the rest): help prints each part once."""
+    head, _, rest = (__doc__ or "").partition("\nUsage:\n")
+    usage, _, after = rest.partition("\n\n")
+    usage = "\n".join(line[2:] for line in usage.splitlines())
+    return usage, f"{head.strip()}\n\n{after.strip()}"
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    usage, description = _help_parts()
     parser = argparse.ArgumentParser(
         prog="merge_lora.py",
-        usage="%(prog)s --adapter DIR [--adapter DIR ...] --output DIR [options]",
-        description=__doc__,
+        usage=usage,
+        description=description,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
@@ -64,10 +73,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="append",
         required=True,
         type=Path,
+        metavar="DIR",
         help="PEFT adapter dir (repeat to apply several, in order)",
     )
-    parser.add_argument("--output", required=True, type=Path, help="merged model dir to write")
-    parser.add_argument("--base", help="base model dir (default: from adapter_config.json)")
+    parser.add_argument(
+        "--output", required=True, type=Path, metavar="DIR", help="merged model dir to write"
+    )
+    parser.add_argument(
+        "--base", metavar="DIR", help="base model dir (default: from adapter_config.json)"
+    )
     parser.add_argument(
         "--dtype",
         default="auto",
@@ -84,6 +98,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-shard-size",
         default="5GB",
         type=parse_size,
+        metavar="SIZE",
         help="largest output shard (default 5GB)",
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output")

@@ -18,11 +18,50 @@ setup() {
   MERGE="${REPO_ROOT}/scripts/gpu/merge_lora.py"
 }
 
-@test "--help prints the usage from the header and exits 0" {
+@test "--help prints the usage from the header once and exits 0" {
   run "${PYTHON}" "${MERGE}" --help
   assert_success
-  assert_output --partial "Usage:"
-  assert_output --partial "--adapter DIR"
+  assert_line --index 0 "usage: merge_lora.py --adapter DIR [--adapter DIR ...] --output DIR [--base DIR]"
+  assert_output --partial "Exit status: 0 merged"
+  [[ "$(grep -c -- '--max-shard-size 5GB\]' <<<"${output}")" -eq 1 ]]
+}
+
+# merge_fake_python3 [PYTHONPATH]: a python3 first on PATH that sees no site-packages, only
+# PYTHONPATH (the shebang of merge_lora.py finds it, as on a machine without the venv).
+merge_fake_python3() {
+  printf '#!/usr/bin/env bash\nPYTHONPATH=%q exec %q -S "$@"\n' "${1:-}" "${PYTHON}" \
+    >"${FAKE_BIN}/python3"
+  chmod +x "${FAKE_BIN}/python3"
+}
+
+@test "merge_lora.py runs as written under a python3 with numpy and without torch" {
+  local site="${BATS_TEST_TMPDIR}/numpy-only" pkg
+  mkdir -p "${site}"
+  pkg="$("${PYTHON}" -c 'import numpy, os; print(os.path.dirname(os.path.dirname(numpy.__file__)))')"
+  ln -s "${pkg}/numpy" "${site}/numpy"
+  [[ ! -d "${pkg}/numpy.libs" ]] || ln -s "${pkg}/numpy.libs" "${site}/numpy.libs"
+  merge_fake_python3 "${site}"
+  run ! python3 -c 'import torch'
+  [[ "$(git -C "${REPO_ROOT}" ls-files -s scripts/gpu/merge_lora.py)" == 100755* ]]
+  run --separate-stderr "${MERGE}" --adapter "${MERGE_DATA}/tiny/adapter" \
+    --output "${BATS_TEST_TMPDIR}/merged"
+  assert_success
+  assert_output "${BATS_TEST_TMPDIR}/merged"
+  run "${PYTHON}" -c 'import json, sys; i = json.load(open(sys.argv[1])); print(i["engine"], i["versions"]["torch"])' \
+    "${BATS_TEST_TMPDIR}/merged/merge_info.json"
+  assert_output "numpy None"
+}
+
+@test "under a python3 without numpy or torch: one line, exit 2, nothing left behind" {
+  merge_fake_python3
+  run --separate-stderr "${MERGE}" --adapter "${MERGE_DATA}/tiny/adapter" \
+    --output "${BATS_TEST_TMPDIR}/merged"
+  assert_failure 2
+  assert_output ""
+  [[ "${stderr}" == "merge_lora: error: the merge needs numpy (or torch), which "*" cannot import; "* ]]
+  [[ "${stderr}" != *$'\n'* ]]
+  run ls -A "${BATS_TEST_TMPDIR}"
+  refute_output --partial "merged"
 }
 
 @test "a missing --output is a usage error: exit 2" {

@@ -4,20 +4,25 @@ atomic publishing, --verify that can fail, and the streaming writer's windows an
 from __future__ import annotations
 
 import hashlib
+import io
+import itertools
 import json
 import os
+import re
 import shutil
+import sys
 from pathlib import Path
 
 import merge_lora
 import pytest
 import tiny_models
 import torch
+from lora_merge import np_engine, staging, writer
 from lora_merge import plan as plan_mod
-from lora_merge import staging, writer
 from peft import PeftModel
 from safetensors.torch import load_file, save_file
 from test_merge import IDS, load_weights, logits, reference_model
+from tqdm import tqdm
 from transformers import AutoModelForCausalLM
 
 ADAPTER_FILE = "adapter_model.safetensors"
@@ -284,6 +289,21 @@ def test_dtype_option_rounds_once_and_updates_config(base, adapter, tmp_path):
     assert config["dtype"] == "bfloat16"
 
 
+@pytest.mark.parametrize(
+    ("rows", "row_bytes", "offset"), [(1000, 96, 40), (7, 3000, 0), (3, 8, 100)]
+)
+def test_pieces_tile_the_tensor_mostly_inside_windows_and_never_one_row(rows, row_bytes, offset):
+    t = plan_mod.OutTensor("w", None, "F32", (rows, row_bytes // 4))
+    placed = [writer.Placement(t, None, offset)]
+    got = writer.pieces(placed, piece_bytes=1000, window=4096)
+    assert [pc.pos for pc in got] == sorted(pc.pos for pc in got)
+    assert sum(pc.nbytes for pc in got) == rows * row_bytes and got[0].pos == offset
+    assert all(a.pos + a.nbytes == b.pos for a, b in itertools.pairwise(got))
+    assert all(pc.rows is None or pc.rows[1] - pc.rows[0] >= 2 for pc in got)
+    crossing = [pc for pc in got if pc.pos // 4096 != (pc.pos + pc.nbytes - 1) // 4096]
+    assert len(crossing) <= rows * row_bytes // 4096 + 1  # at most one per window boundary
+
+
 def test_small_shards_small_pieces_and_windows_give_the_same_bytes(adapter, tmp_path, monkeypatch):
     assert run([adapter], tmp_path / "plain", "--max-shard-size", "40KB") == 0
     monkeypatch.setattr(writer, "PIECE_BYTES", 1000)
@@ -302,11 +322,13 @@ def test_small_shards_small_pieces_and_windows_give_the_same_bytes(adapter, tmp_
 
 def test_device_path_gives_the_same_bytes(adapter, tmp_path, monkeypatch):
     """--device cuda's code path (whole pieces moved to a device), run with the CPU device."""
-    from lora_merge import run as run_mod
+    from lora_merge import engines
 
     assert run([adapter], tmp_path / "plain") == 0
-    monkeypatch.setattr(run_mod, "_device", lambda name: torch.device("cpu"))
-    assert run([adapter], tmp_path / "dev") == 0
+    monkeypatch.setattr(engines, "_cuda", lambda: torch.device("cpu"))
+    assert run([adapter], tmp_path / "dev", "--device", "cuda") == 0
+    info = json.loads((tmp_path / "dev" / "merge_info.json").read_text())
+    assert info["engine"] == "torch"
     for f in (tmp_path / "plain").glob("model-*.safetensors"):
         assert f.read_bytes() == (tmp_path / "dev" / f.name).read_bytes()
 
@@ -353,12 +375,27 @@ def test_staging_of_a_live_merge_is_not_touched(adapter, tmp_path):
     assert (stage / staging.OWNER).exists() and not (tmp_path / "out").exists()
 
 
-def test_progress_goes_to_stderr(adapter, tmp_path, capsys):
-    argv = ["--adapter", str(adapter), "--output", str(tmp_path / "out")]
-    assert merge_lora.main(argv) == 0
+def test_progress_is_a_tqdm_bar_on_a_terminal_and_silent_elsewhere(
+    adapter, tmp_path, capsys, monkeypatch
+):
+    argv = ["--adapter", str(adapter), "--output"]
+    assert merge_lora.main([*argv, str(tmp_path / "out")]) == 0
     out, err = capsys.readouterr()
     assert out.strip() == str(tmp_path / "out")
-    assert "100.0%" in err and "MiB/s" in err
+    assert "B/s" not in err and "%" not in err and "done in" in err  # a log, no bar
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert merge_lora.main([*argv, str(tmp_path / "tty")]) == 0
+    bar = terminal.getvalue()
+    total = sum(f.stat().st_size for f in (tmp_path / "tty").glob("model-*.safetensors"))
+    size = tqdm.format_sizeof(total, divisor=1024)
+    assert "merge_lora: weights: 100%" in bar and f"| {size}/{size} [" in bar  # bytes done/total
+    assert re.search(r"\[\d\d:\d\d<\d\d:\d\d, *[\d.]+[kMG]?B/s\]", bar)  # elapsed<ETA, rate
 
 
 def test_verify_passes_on_a_good_merge(adapter, tmp_path):
@@ -369,15 +406,15 @@ def test_verify_passes_on_a_good_merge(adapter, tmp_path):
 
 
 def test_verify_catches_a_wrong_tensor(adapter, tmp_path, monkeypatch):
-    real = writer.compute_piece
+    real = np_engine.compute_piece
 
-    def corrupt(pc, fds, device=None):
-        data = real(pc, fds, device)
+    def corrupt(pc, fds, out=None):
+        data = real(pc, fds, out)
         if pc.tensor.name == "model.layers.1.mlp.up_proj.weight":
             data[0:4] = b"\x00\x00\x80\x7f"  # +inf in the first element
         return data
 
-    monkeypatch.setattr(writer, "compute_piece", corrupt)
+    monkeypatch.setattr(np_engine, "compute_piece", corrupt)
     output = tmp_path / "out"
     assert run([adapter], output, "--verify") == 1
     assert not output.exists()

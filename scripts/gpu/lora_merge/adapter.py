@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lora_merge.errors import bad_input
-from lora_merge.safetensors_io import TensorInfo, read_header, read_tensor
+from lora_merge.safetensors_io import TensorInfo, read_bytes, read_header, read_tensor
 
 PREFIX = "base_model.model."
 CONFIG_NAME = "adapter_config.json"
@@ -104,8 +104,12 @@ class Adapter:
         return self.tensors[key].shape
 
     def get(self, key: str):
-        """The tensor as float32 (adapters are small; read on demand)."""
+        """The tensor as a torch float32 tensor (adapters are small; read on demand)."""
         return read_tensor(self.tensors[key], self._fds).float()
+
+    def read(self, key: str) -> bytearray:
+        """The tensor's raw bytes (for the numpy engine)."""
+        return read_bytes(self.tensors[key], self._fds)
 
     # Per-module rank, alpha and scale, with PEFT's pattern rule.
     def rank_alpha(self, module: str) -> tuple[int, float]:

@@ -30,6 +30,9 @@ def merge_with_peft(
         from transformers import AutoModelForCausalLM
     except ImportError as err:
         raise failed("missing_package", f"PEFT delegation needs {err.name}") from err
+    from lora_merge.verify_logits import quiet_libraries
+
+    quiet_libraries()
     target = getattr(torch, DTYPES[dtype or stored_float_dtype(base)][1])
     try:
         model = AutoModelForCausalLM.from_pretrained(base.path, dtype=torch.float32)

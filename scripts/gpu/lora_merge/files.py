@@ -111,7 +111,7 @@ def versions() -> dict:
     from importlib import metadata
 
     out = {}
-    for pkg in ("torch", "safetensors", "transformers", "peft"):
+    for pkg in ("numpy", "torch", "safetensors", "transformers", "peft"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

@@ -35,8 +35,13 @@ class OutTensor:
     ops: list[Op] = field(default_factory=list)
 
     @property
+    def src(self) -> TensorInfo:
+        """Where the bytes come from: the adapter's replacement, else the base tensor."""
+        return self.source[0].tensors[self.source[1]] if self.source else self.base
+
+    @property
     def src_dtype(self) -> str:
-        return self.source[0].tensors[self.source[1]].dtype if self.source else self.base.dtype
+        return self.src.dtype
 
     @property
     def nbytes(self) -> int:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from lora_merge import adapter as adapter_mod
 from lora_merge import base as base_mod
-from lora_merge import files, staging, writer
+from lora_merge import engines, files, staging, writer
 from lora_merge import plan as plan_mod
 from lora_merge.adapter import DELEGATED_TYPES
 from lora_merge.errors import MergeError, bad_input, failed
@@ -42,16 +42,6 @@ def log(msg: str) -> None:
     print(f"merge_lora: {msg}", file=sys.stderr, flush=True)
 
 
-def _device(name: str):
-    if name == "cpu":
-        return None
-    import torch
-
-    if not torch.cuda.is_available():
-        raise bad_input("no_cuda", "--device cuda: torch sees no CUDA device")
-    return torch.device(name)
-
-
 def _free_disk(path: Path) -> int:
     while not path.exists():
         path = path.parent
@@ -67,6 +57,42 @@ def merge(opts: Options) -> dict:
     adapters = [adapter_mod.load(p) for p in opts.adapters]
     base_dir = base_mod.locate(opts.base, adapters[0].config.get("base_model_name_or_path"))
     base = base_mod.load(base_dir)
+    plan = _plan(base, adapters, out_dtype)
+    if opts.verify and engines.missing("torch"):
+        raise bad_input("missing_package", engines.missing_message("--verify", ["torch"]))
+    if plan is None:
+        engines.check_delegated(opts.device)
+        engine = None
+        total = sum(i.nbytes for i in base.tensors.values()) * 2
+    else:
+        engine = engines.pick(plan, opts.device, opts.workers)
+        for w in plan.warnings:
+            log(f"warning: {w}")
+        total = sum(t.nbytes for t in plan.tensors)
+    tok_src = files.tokenizer_source(opts.adapters, base_dir)
+    if plan is not None:
+        _check_tokenizer(base, plan, tok_src)
+    free = _free_disk(opts.output.parent)
+    if free < total + (64 << 20):
+        raise failed(
+            "disk_full",
+            f"{opts.output.parent}: needs {total / 2**30:.1f} GiB free, has {free / 2**30:.1f} GiB",
+        )
+    stage = staging.create(opts.output)
+    log(f"base {base_dir} ({len(base.tensors)} tensors); writing {stage}")
+    job = _Job(opts, base, adapters, plan, out_dtype, engine, stage, tok_src, t0)
+    try:
+        info = _write(job)
+    except MergeError as err:
+        if err.code != "verify_failed":
+            err.args = (f"{err}; the partial output is kept in {stage}",)
+        raise
+    staging.publish(stage, opts.output)
+    return info
+
+
+def _plan(base, adapters: list, out_dtype: str | None):
+    """The streaming plan, or None when PEFT merges (a delegated tuner; one adapter only)."""
     delegated = [a for a in adapters if _delegate_reason(a)]
     plan = None
     if not delegated:
@@ -83,41 +109,18 @@ def merge(opts: Options) -> dict:
             f"{delegated[0].path}: {delegated[0].peft_type} "
             "adapters are merged by PEFT one at a time; merge them in separate runs",
         )
-    device = _device(opts.device)
-    if plan is not None:
-        for w in plan.warnings:
-            log(f"warning: {w}")
-        total = sum(t.nbytes for t in plan.tensors)
-    else:
-        total = sum(i.nbytes for i in base.tensors.values()) * 2
-    tok_src = files.tokenizer_source(opts.adapters, base_dir)
-    if plan is not None:
-        emb = plan_mod._embed_name(base)
-        rows = next((t.shape[0] for t in plan.tensors if t.name == emb), None)
-        tok_n = files.tokenizer_size(tok_src)
-        if rows is not None and tok_n is not None and tok_n > rows:
-            raise bad_input(
-                "tokenizer_too_big",
-                f"{tok_src}: tokenizer has {tok_n} tokens but the merged embedding has {rows} rows",
-            )
-    if _free_disk(opts.output.parent) < total + (64 << 20):
-        raise failed(
-            "disk_full",
-            f"{opts.output.parent}: needs {total / 2**30:.1f} GiB free, "
-            f"has {_free_disk(opts.output.parent) / 2**30:.1f} GiB",
-        )
+    return plan
 
-    stage = staging.create(opts.output)
-    log(f"base {base_dir} ({len(base.tensors)} tensors); writing {stage}")
-    job = _Job(opts, base, adapters, plan, out_dtype, device, stage, tok_src, t0)
-    try:
-        info = _write(job)
-    except MergeError as err:
-        if err.code != "verify_failed":
-            err.args = (f"{err}; the partial output is kept in {stage}",)
-        raise
-    staging.publish(stage, opts.output)
-    return info
+
+def _check_tokenizer(base, plan, tok_src: Path) -> None:
+    emb = plan_mod._embed_name(base)
+    rows = next((t.shape[0] for t in plan.tensors if t.name == emb), None)
+    tok_n = files.tokenizer_size(tok_src)
+    if rows is not None and tok_n is not None and tok_n > rows:
+        raise bad_input(
+            "tokenizer_too_big",
+            f"{tok_src}: tokenizer has {tok_n} tokens but the merged embedding has {rows} rows",
+        )
 
 
 @dataclass
@@ -129,74 +132,23 @@ class _Job:
     adapters: list
     plan: plan_mod.Plan | None  # None: a tuner merged by PEFT
     out_dtype: str | None
-    device: object
+    engine: engines.Engine | None  # None: a tuner merged by PEFT
     stage: Path
     tok_src: Path
     t0: float
 
 
 def _write(job: _Job) -> dict:
-    opts, base, adapters, plan, stage = job.opts, job.base, job.adapters, job.plan, job.stage
-    base_dir, out_dtype, device, t0 = base.path, job.out_dtype, job.device, job.t0
-    delegated = [a for a in adapters if _delegate_reason(a)]
+    """Weights, side files, merge_info.json and --verify into the staging dir."""
+    opts, plan, stage = job.opts, job.plan, job.stage
     info: dict = {"schema_version": SCHEMA_VERSION, "tool": "merge_lora.py"}
-    if delegated:
-        log(
-            f"{_delegate_reason(delegated[0])}: merged by PEFT's in-memory merge_and_unload "
-            "(whole model in memory, float32)"
-        )
-        from lora_merge import delegate
-
-        dtype_name = delegate.merge_with_peft(
-            base, opts.adapters[0], stage, out_dtype, opts.max_shard
-        )
-        info["method"] = "peft_merge_and_unload"
-        config_changes: dict = {}
-    else:
-        workers = opts.workers or min(16, (os.cpu_count() or 2) + 1)
-        shards = writer.layout(plan.tensors, stage, opts.max_shard)
-        file_bytes = sum(len(h) + sum(p.tensor.nbytes for p in placed) for _f, h, placed in shards)
-        progress = writer.Progress(file_bytes, "merge_lora: weights", opts.quiet)
-        _configure_torch(workers)
-        writer.write_shards(shards, workers, progress, device)
-        progress.close()
-        files.write_json(stage / writer.INDEX_NAME, writer.index_json(shards))
-        config = files.merged_config(base.config, plan.config_changes, out_dtype)
-        files.write_json(stage / "config.json", config)
-        info["method"] = "streaming"
-        dtype_name = opts.dtype
-        config_changes = plan.config_changes
-    copied = files.copy_side_files(base_dir, job.tok_src, stage)
-    info.update(
-        {
-            "adapters": [
-                {
-                    "path": str(a.path),
-                    "peft_type": a.peft_type,
-                    "sha256": a.digest,
-                    "config": a.config,
-                }
-                for a in adapters
-            ],
-            "base": {"path": str(base_dir), "header_sha256": base.header_digest},
-            "policy": {
-                "dtype": dtype_name,
-                "arithmetic": "float32, rounded once to the output dtype",
-                "qlora_base": QLORA_POLICY,
-                "stacking": "adapters applied in the order given, each to the result of the "
-                "previous one",
-            },
-            "tokenizer_from": str(job.tok_src),
-            "config_changes": config_changes,
-            "counts": plan.counts if plan else {},
-            "side_files": copied,
-            "versions": dict(files.versions(), python=platform.python_version()),
-            "device": opts.device,
-        }
-    )
+    method, dtype_name, config_changes = _write_weights(job)
+    info.update(method)
+    copied = files.copy_side_files(job.base.path, job.tok_src, stage)
+    info.update(_provenance(job, copied, dtype_name, config_changes))
     if opts.verify:
-        info["verify"] = _verify(plan, base_dir, opts.adapters, stage)
-    info["duration_s"] = round(time.monotonic() - t0, 3)
+        info["verify"] = _verify(plan, job.base, opts.adapters, stage)
+    info["duration_s"] = round(time.monotonic() - job.t0, 3)
     files.write_json(stage / "merge_info.json", info)
     if opts.verify and any(v.get("status") == "fail" for v in info["verify"].values()):
         raise failed(
@@ -204,6 +156,60 @@ def _write(job: _Job) -> dict:
             f"verification failed; the merge is kept in {stage} (see merge_info.json there)",
         )
     return info
+
+
+def _write_weights(job: _Job) -> tuple[dict, str, dict]:
+    """The shards, index and config (or PEFT's save): (method keys, dtype, config changes)."""
+    opts, plan, stage = job.opts, job.plan, job.stage
+    if plan is None:
+        adapter = job.adapters[0]
+        log(
+            f"{_delegate_reason(adapter)}: merged by PEFT's in-memory merge_and_unload "
+            "(whole model in memory, float32)"
+        )
+        from lora_merge import delegate
+
+        dtype_name = delegate.merge_with_peft(
+            job.base, opts.adapters[0], stage, job.out_dtype, opts.max_shard
+        )
+        return {"method": "peft_merge_and_unload"}, dtype_name, {}
+    shards = writer.layout(plan.tensors, stage, opts.max_shard)
+    file_bytes = sum(len(h) + sum(p.tensor.nbytes for p in placed) for _f, h, placed in shards)
+    progress = writer.Progress(file_bytes, "merge_lora: weights", opts.quiet)
+    try:
+        engine = job.engine
+        writer.write_shards(shards, engine.workers, progress, engine.compute, engine.processes)
+    finally:
+        progress.close()
+    files.write_json(stage / writer.INDEX_NAME, writer.index_json(shards))
+    config = files.merged_config(job.base.config, plan.config_changes, job.out_dtype)
+    files.write_json(stage / "config.json", config)
+    return {"method": "streaming", "engine": job.engine.name}, opts.dtype, plan.config_changes
+
+
+def _provenance(job: _Job, copied: list[str], dtype_name: str, config_changes: dict) -> dict:
+    """Adapters, base, policy, tokenizer, counts, versions: what merge_info.json records."""
+    adapters = [
+        {"path": str(a.path), "peft_type": a.peft_type, "sha256": a.digest, "config": a.config}
+        for a in job.adapters
+    ]
+    return {
+        "adapters": adapters,
+        "base": {"path": str(job.base.path), "header_sha256": job.base.header_digest},
+        "policy": {
+            "dtype": dtype_name,
+            "arithmetic": "float32, rounded once to the output dtype",
+            "qlora_base": QLORA_POLICY,
+            "stacking": "adapters applied in the order given, each to the result of the "
+            "previous one",
+        },
+        "tokenizer_from": str(job.tok_src),
+        "config_changes": config_changes,
+        "counts": job.plan.counts if job.plan else {},
+        "side_files": copied,
+        "versions": dict(files.versions(), python=platform.python_version()),
+        "device": job.opts.device,
+    }
 
 
 def _delegate_reason(adapter) -> str | None:
@@ -217,28 +223,7 @@ def _delegate_reason(adapter) -> str | None:
     return None
 
 
-def _configure_torch(workers: int) -> None:
-    import torch
-
-    # The workers overlap reads, math and writes, one tensor each; torch's own thread pool
-    # on top would oversubscribe the cores (OpenMP spin-waits on blocks this small).
-    torch.set_num_threads(1 if workers > 1 else (os.cpu_count() or 1))
-
-
-def _verify(plan, base_dir: Path, adapters: list[Path], stage: Path) -> dict:
+def _verify(plan, base, adapters: list[Path], stage: Path) -> dict:
     from lora_merge import verify
 
-    out = {}
-    if plan is not None:
-        log("verify: tensors")
-        out["tensors"] = verify.check_tensors(plan, stage)
-        log(f"verify: tensors {out['tensors']['status']}")
-        rows = next(
-            (t.shape[0] for t in plan.tensors if t.name.endswith(plan_mod.EMBED_SUFFIXES)), None
-        )
-    else:
-        rows = None
-    log("verify: logits against the unmerged PeftModel")
-    out["logits"] = verify.check_logits(base_dir, adapters, stage, plan, rows)
-    log(f"verify: logits {out['logits']['status']}")
-    return out
+    return verify.run(plan, base, adapters, stage, log)

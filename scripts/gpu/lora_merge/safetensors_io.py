@@ -139,13 +139,19 @@ def open_fd(path: Path, cache: dict[Path, int]) -> int:
     return fd
 
 
+def read_bytes(info: TensorInfo, fds: dict[Path, int]) -> bytearray:
+    """The tensor's bytes in a fresh writable buffer."""
+    buf = bytearray(info.nbytes)
+    if info.nbytes:
+        pread_into(open_fd(info.path, fds), memoryview(buf), info.offset)
+    return buf
+
+
 def read_tensor(info: TensorInfo, fds: dict[Path, int]):
     """The tensor's bytes in a fresh writable buffer, viewed as a torch tensor of its dtype."""
     import torch
 
-    buf = bytearray(info.nbytes)
-    if info.nbytes:
-        pread_into(open_fd(info.path, fds), memoryview(buf), info.offset)
+    buf = read_bytes(info, fds)
     dtype = getattr(torch, DTYPES[info.dtype][1])
     if not info.nbytes:
         return torch.empty(info.shape, dtype=dtype)

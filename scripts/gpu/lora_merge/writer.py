@@ -1,32 +1,33 @@
 """Stream the plan into safetensors shards: read, merge, write, overlapped across threads.
 
 Every output shape and dtype is known from the plan, so each shard's header is known first
-and the shard is one byte stream. It is cut into pieces (a block of rows of one tensor, a
-few MiB); worker threads read and merge pieces in parallel (float32, rounded once) and copy
-each into a ring of page-aligned windows over the stream; a full window is written with
-O_DIRECT (no page cache: the output is not read back, and on hosts where fresh memory is
-slow to fault in this is what keeps the merge near the speed of a file copy), or with plain
-writes where the filesystem refuses O_DIRECT. Memory is the ring plus one piece per worker,
-whatever the size of the model or of its largest tensor (a tensor whose op needs all rows at
-once, such as DoRA on an embedding, is one piece).
+and the shard is one byte stream over a ring of page-aligned windows. The stream is cut into
+pieces (a block of rows of one tensor, a few MiB, cut where a window ends); worker threads
+read and merge pieces in parallel (float32, rounded once), each straight into its window
+(the few pieces that cross a window boundary are merged aside and copied). A full window is
+written with O_DIRECT (no page cache: the output is not read back, and on hosts where fresh
+memory is slow to fault in this is what keeps the merge near the speed of a file copy), or
+with plain writes where the filesystem refuses O_DIRECT. Memory is the ring plus a few MiB of
+buffers per worker, whatever the size of the model or of its largest tensor (a tensor whose
+op needs all rows at once, such as DoRA on an embedding, is one piece).
 """
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
 import sys
 import threading
-import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from lora_merge import ops as ops_mod
+from lora_merge import procs
 from lora_merge.errors import failed
 from lora_merge.plan import OutTensor
-from lora_merge.safetensors_io import DTYPES, header_bytes, open_fd, pread_into, pwrite_all
+from lora_merge.safetensors_io import DTYPES, header_bytes, open_fd, pwrite_all
 
 PIECE_BYTES = 4 << 20  # output bytes per piece (a block of rows)
 WINDOW_BYTES = 16 << 20  # one aligned write
@@ -77,45 +78,34 @@ def index_json(shards) -> dict:
 
 
 class Progress:
-    """Bytes written, rate and ETA on stderr: a live bar on a terminal, else a line per 10%."""
+    """Bytes written, rate and ETA: a tqdm bar on a terminal, nothing otherwise."""
 
     def __init__(self, total: int, label: str, quiet: bool = False) -> None:
-        self.total, self.done, self.label = max(total, 1), 0, label
-        self.start = time.monotonic()
-        self.lock = threading.Lock()
-        self.tty = sys.stderr.isatty()
-        self.quiet = quiet
-        self.next_mark = 0.1
-        self.last_draw = 0.0
+        self.bar = None
+        if quiet or not sys.stderr.isatty():
+            return
+        from tqdm import tqdm
 
-    def add(self, n: int) -> None:
-        with self.lock:
-            self.done += n
-            frac = self.done / self.total
-            now = time.monotonic()
-            if self.quiet:
-                return
-            if self.tty and (now - self.last_draw > 0.2 or self.done >= self.total):
-                self.last_draw = now
-                sys.stderr.write("\r" + self._line(frac, now) + "\033[K")
-                sys.stderr.flush()
-            elif not self.tty and frac >= self.next_mark:
-                self.next_mark = (int(frac * 10) + 1) / 10
-                sys.stderr.write(self._line(frac, now) + "\n")
-
-    def _line(self, frac: float, now: float) -> str:
-        elapsed = max(now - self.start, 1e-6)
-        rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        bar = "#" * int(frac * 24)
-        return (
-            f"{self.label} [{bar:<24}] {frac * 100:5.1f}% {self.done / 2**30:.2f}/"
-            f"{self.total / 2**30:.2f} GiB {rate / 2**20:.0f} MiB/s ETA {eta:.0f}s"
+        tqdm.monitor_interval = 0  # no monitor thread: worker processes are forked later
+        self.bar = tqdm(
+            total=total,
+            desc=label,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            file=sys.stderr,
+            dynamic_ncols=True,
+            mininterval=0.2,
+            leave=True,
         )
 
+    def add(self, n: int) -> None:
+        if self.bar is not None:
+            self.bar.update(n)
+
     def close(self) -> None:
-        if self.tty and not self.quiet:
-            sys.stderr.write("\n")
+        if self.bar is not None:
+            self.bar.close()
 
 
 @dataclass
@@ -126,114 +116,48 @@ class Piece:
     nbytes: int
 
 
-def pieces(placed: list[Placement], piece_bytes: int | None = None) -> list[Piece]:
-    piece_bytes = piece_bytes or PIECE_BYTES
+def pieces(placed: list[Placement], piece_bytes: int = 0, window: int = 0) -> list[Piece]:
+    """The pieces of a shard, in stream order: whole small tensors, else blocks of rows."""
+    piece_bytes, window = piece_bytes or PIECE_BYTES, window or WINDOW_BYTES
     out = []
     for p in placed:
         t = p.tensor
         whole = len(t.shape) < 1 or not all(op.row_local for op in t.ops)
-        if whole or t.nbytes <= piece_bytes or t.shape[0] <= 1:
+        if whole or t.nbytes <= piece_bytes or t.shape[0] <= 2:
             out.append(Piece(t, p.offset, None, t.nbytes))
-            continue
-        row_bytes = t.nbytes // t.shape[0]
-        step = max(1, piece_bytes // row_bytes)
-        for r0 in range(0, t.shape[0], step):
-            r1 = min(t.shape[0], r0 + step)
-            out.append(Piece(t, p.offset + r0 * row_bytes, (r0, r1), (r1 - r0) * row_bytes))
+        else:
+            out += _row_blocks(t, p.offset, piece_bytes, window)
     return out
 
 
-class _Scratch(threading.local):
-    """Per-thread buffers, grown as needed and reused: fresh memory costs a page fault per
-    4 KiB, which at these sizes is slower than the merge itself."""
-
-    def __init__(self) -> None:
-        self.bufs: dict[str, bytearray] = {}
-        self.f32 = None
-
-    def bytes(self, which: str, n: int) -> memoryview:
-        buf = self.bufs.get(which)
-        if buf is None or len(buf) < n:
-            buf = self.bufs[which] = bytearray(n)
-        return memoryview(buf)[:n]
-
-    def floats(self, n: int):
-        import torch
-
-        if self.f32 is None or self.f32.numel() < 2 * n:
-            self.f32 = torch.empty(2 * n, dtype=torch.float32)
-        return self.f32[:n], self.f32[n : 2 * n]
-
-
-_scratch = _Scratch()
-
-
-def _as_tensor(view: memoryview, dtype_name: str, shape):
-    import torch
-
-    dtype = getattr(torch, DTYPES[dtype_name][1])
-    if not len(view):
-        return torch.empty(shape, dtype=dtype)
-    return torch.frombuffer(view, dtype=torch.uint8).view(dtype).reshape(shape)
-
-
-def _source_info(t: OutTensor):
-    if t.source is not None:
-        adapter, key = t.source
-        return adapter.tensors[key]
-    return t.base
-
-
-def compute_piece(pc: Piece, fds: dict, device=None) -> memoryview:
-    """The piece's output bytes (a per-thread buffer, valid until the thread's next piece)."""
-    import torch
-
-    t = pc.tensor
-    info = _source_info(t)
-    r0, r1 = pc.rows if pc.rows else (0, t.shape[0] if t.shape else 1)
-    rows = r1 - r0
-    src_row = info.nbytes // max(1, info.shape[0]) if info.shape else info.nbytes
-    src_view = _scratch.bytes("src", rows * src_row if info.shape else info.nbytes)
-    if len(src_view):
-        pread_into(open_fd(info.path, fds), src_view, info.offset + r0 * src_row)
-    shape = (rows, *info.shape[1:]) if info.shape else ()
-    x = _as_tensor(src_view, info.dtype, shape)
-    out_dtype = getattr(torch, DTYPES[t.out_dtype][1])
-    if not t.ops and x.dtype == out_dtype:
-        return src_view
-    if x.dtype == out_dtype:
-        out_view, y = src_view, x  # merge in place
-    else:
-        out_view = _scratch.bytes("out", pc.nbytes)
-        y = _as_tensor(out_view, t.out_dtype, shape)
-    if not t.ops:
-        y.copy_(x)
-        return out_view
-    xv, yv = (x, y) if x.dim() else (x.view(1), y.view(1))
-    if device is not None:  # --device cuda: the piece at once on the device
-        work = xv.to(device).to(torch.float32)
-        for op in t.ops:
-            ops_mod.apply(op, work, r0, r1)
-        yv.copy_(work.to(out_dtype).cpu())
-        return out_view
-    block, prod = _scratch.floats(xv.numel())
-    block = block.view(xv.shape)
-    block.copy_(xv)
-    for op in t.ops:
-        ops_mod.apply(op, block, r0, r0 + xv.shape[0], prod)
-    yv.copy_(block)
-    return out_view
+def _row_blocks(t: OutTensor, offset: int, piece_bytes: int, window: int) -> list[Piece]:
+    """Blocks of at most piece_bytes, cut where a window ends so that nearly every piece lies
+    in one window (and is computed there, in place); never one row (sgemm takes another path
+    for a single row), so a block that must cross a window boundary has two."""
+    rows = t.shape[0]
+    row_bytes = t.nbytes // rows
+    step = max(2, piece_bytes // row_bytes)
+    out, r0 = [], 0
+    while r0 < rows:
+        pos = offset + r0 * row_bytes
+        fit = (window - pos % window) // row_bytes  # whole rows before the window ends
+        r1 = min(rows, r0 + (min(step, fit) if fit >= 2 else 2))
+        if rows - r1 == 1:
+            r1 = rows
+        out.append(Piece(t, pos, (r0, r1), (r1 - r0) * row_bytes))
+        r0 = r1
+    return out
 
 
 class _ShardStream:
     """A ring of aligned windows over one shard file; full windows are written in order."""
 
-    def __init__(self, path: Path, size: int, ring: int, window: int, progress) -> None:
-        self.path, self.size, self.window = path, size, window
+    def __init__(self, path: Path, size: int, ring: list, progress) -> None:
+        self.path, self.size, self.window = path, size, len(ring[0])
         self.progress = progress
         self.cond = threading.Condition()
         self.base = 0  # index of the lowest window not yet written
-        self.bufs = [mmap.mmap(-1, window) for _ in range(ring)]
+        self.bufs = ring  # shared anonymous memory: worker processes merge into it too
         self.filled: dict[int, int] = {}
         self.error: BaseException | None = None
         self.direct = hasattr(os, "O_DIRECT")
@@ -243,13 +167,39 @@ class _ShardStream:
         except OSError:
             self.direct = False
             self.fd = os.open(path, flags, 0o644)
-        self.nwin = max(1, -(-size // window))
+        self.nwin = max(1, -(-size // self.window))
         self.ready: set[int] = set()
         self.flusher = threading.Thread(target=self._flush_loop, name="merge-write", daemon=True)
         self.flusher.start()
 
     def _win_len(self, k: int) -> int:
         return min(self.window, self.size - k * self.window)
+
+    def _wait_for(self, k: int) -> None:
+        """Until window k is in the ring."""
+        with self.cond:
+            self.cond.wait_for(lambda: k < self.base + len(self.bufs) or self.error)
+            if self.error:
+                raise self.error
+
+    def _filled(self, k: int, n: int) -> None:
+        with self.cond:
+            self.filled[k] = self.filled.get(k, 0) + n
+            if self.filled[k] == self._win_len(k):
+                self.ready.add(k)
+                self.cond.notify_all()
+
+    def reserve(self, pos: int, n: int) -> tuple[int, int] | None:
+        """(ring slot, offset) of shard bytes [pos, pos+n) when they lie in one window (waits
+        for it to enter the ring); None when they cross a boundary. commit() when written."""
+        k = pos // self.window
+        if n == 0 or (pos + n - 1) // self.window != k:
+            return None
+        self._wait_for(k)
+        return k % len(self.bufs), pos - k * self.window
+
+    def commit(self, pos: int, n: int) -> None:
+        self._filled(pos // self.window, n)
 
     def put(self, pos: int, data: memoryview) -> None:
         """Copy data to shard bytes [pos, pos+len): waits for ring space, window by window."""
@@ -258,17 +208,9 @@ class _ShardStream:
             k = (pos + done) // self.window
             off = (pos + done) - k * self.window
             n = min(len(data) - done, self.window - off)
-            with self.cond:
-                self.cond.wait_for(lambda k=k: k < self.base + len(self.bufs) or self.error)
-                if self.error:
-                    raise self.error
-            buf = self.bufs[k % len(self.bufs)]
-            buf[off : off + n] = data[done : done + n]
-            with self.cond:
-                self.filled[k] = self.filled.get(k, 0) + n
-                if self.filled[k] == self._win_len(k):
-                    self.ready.add(k)
-                    self.cond.notify_all()
+            self._wait_for(k)
+            self.bufs[k % len(self.bufs)][off : off + n] = data[done : done + n]
+            self._filled(k, n)
             done += n
 
     def _write(self, k: int) -> None:
@@ -324,50 +266,90 @@ class _ShardStream:
 
     def close(self) -> None:
         os.close(self.fd)
-        for b in self.bufs:
-            b.close()
 
 
-def write_shards(shards, workers: int, progress: Progress, device=None) -> None:
-    """Write every shard file; raises MergeError(exit 1) on an I/O or compute failure."""
+def _open_inputs(shards) -> dict[Path, int]:
+    """Every input file opened once, before threads or worker processes start."""
     in_fds: dict[Path, int] = {}
-    for _path, _h, placed in shards:  # open every input once, before the threads start
+    for _path, _h, placed in shards:
         for p in placed:
             t = p.tensor
             if t.base is not None:
                 open_fd(t.base.path, in_fds)
             if t.source is not None:
-                open_fd(_source_info(t).path, in_fds)
+                open_fd(t.src.path, in_fds)
             for op in t.ops:
                 for key in op.keys.values():
                     open_fd(op.adapter.tensors[key].path, op.adapter._fds)
+    return in_fds
+
+
+def write_shards(shards, workers: int, progress: Progress, compute, processes=False) -> None:
+    """Write every shard file; compute(piece, fds, out=None) writes a piece's bytes into out
+    (a window of the stream) or returns them (np_engine or torch_engine), in worker threads
+    or (processes) in worker processes forked here. Raises MergeError(exit 1) on an I/O or
+    compute failure."""
+    in_fds = _open_inputs(shards)
+    ring = [mmap.mmap(-1, WINDOW_BYTES) for _ in range(RING)]
+    todo = [pieces(placed, window=WINDOW_BYTES) for _path, _h, placed in shards]
+    flat = [pc for shard_pieces in todo for pc in shard_pieces]
+    forked = None
     try:
+        if processes:
+            forked = procs.Pool(workers, compute, flat, ring, in_fds)
+        run = _runner(compute, in_fds, forked, {id(pc): i for i, pc in enumerate(flat)})
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merge") as pool:
-            for path, head, placed in shards:
+            for (path, head, placed), shard_pieces in zip(shards, todo, strict=True):
                 size = len(head) + sum(p.tensor.nbytes for p in placed)
-                stream = _ShardStream(path, size, RING, WINDOW_BYTES, progress)
+                stream = _ShardStream(path, size, ring, progress)
                 try:
-                    _run_shard(stream, head, placed, pool, workers, in_fds, device)
+                    _run_shard(stream, head, shard_pieces, pool, workers, run)
                     stream.finish()
                 finally:
                     stream.close()
     except (OSError, RuntimeError, ValueError) as err:
         raise failed("write_failed", f"writing the merged shards failed: {err}") from err
     finally:
+        if forked is not None:
+            forked.close()
         for fd in in_fds.values():
             os.close(fd)
+        for b in ring:
+            with contextlib.suppress(BufferError):  # a view still alive (error path): GC unmaps
+                b.close()
 
 
-def _run_shard(stream, head, placed, pool, workers, in_fds, device) -> None:
-    todo = pieces(placed)
-    left = {}
+def _runner(compute, in_fds: dict, forked, index: dict):
+    """run(stream, piece): the piece merged into its window (or aside and copied there)."""
+
+    def run(stream: _ShardStream, pc: Piece) -> None:
+        where = stream.reserve(pc.pos, pc.nbytes)
+        if forked is not None and where is not None:
+            forked.run(index[id(pc)], *where)
+        elif forked is not None:
+            forked.run(index[id(pc)], take=lambda data: stream.put(pc.pos, data[: pc.nbytes]))
+            return
+        elif where is None:
+            stream.put(pc.pos, compute(pc, in_fds))
+            return
+        else:
+            slot, off = where
+            with memoryview(stream.bufs[slot])[off : off + pc.nbytes] as view:
+                compute(pc, in_fds, view)
+        stream.commit(pc.pos, pc.nbytes)
+
+    return run
+
+
+def _run_shard(stream, head, todo: list[Piece], pool, workers: int, run) -> None:
+    left: dict[int, int] = {}
     for pc in todo:
         left[id(pc.tensor)] = left.get(id(pc.tensor), 0) + 1
     lock = threading.Lock()
 
     def job(pc: Piece) -> None:
         try:
-            stream.put(pc.pos, compute_piece(pc, in_fds, device))
+            run(stream, pc)
         except BaseException as err:
             stream.fail(err)
             raise
