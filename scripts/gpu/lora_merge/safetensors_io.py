@@ -16,6 +16,8 @@ import struct
 from dataclasses import dataclass
 from pathlib import Path
 
+import model_files
+
 from lora_merge.errors import bad_input
 
 # safetensors dtype -> (bytes per element, torch dtype attribute name)
@@ -35,7 +37,6 @@ DTYPES: dict[str, tuple[int, str]] = {
 }
 FLOAT_DTYPES = {"F64", "F32", "F16", "BF16"}
 TORCH_TO_ST = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
-MAX_HEADER = 100 * 1024 * 1024
 _IO_CHUNK = 1 << 30  # Linux moves at most ~2 GiB per read/write call
 
 
@@ -60,17 +61,12 @@ def read_header(path: Path) -> tuple[dict[str, TensorInfo], dict, bytes]:
     try:
         size = path.stat().st_size
         with path.open("rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                raise bad_input(
-                    "corrupt_safetensors", f"{path}: not a safetensors file (too short)"
-                )
-            (n,) = struct.unpack("<Q", head)
-            if n > MAX_HEADER or 8 + n > size:
-                raise bad_input("corrupt_safetensors", f"{path}: header length {n} is impossible")
-            raw = f.read(n)
+            raw = model_files.header_bytes(f, size)  # the one reader, shared with the export
     except OSError as err:
         raise bad_input("unreadable_file", f"{path}: {err.strerror or err}") from err
+    if raw is None:
+        raise bad_input("corrupt_safetensors", f"{path}: not a safetensors file (no usable header)")
+    n = len(raw)
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
