@@ -60,6 +60,12 @@ HINT_CASES = [
     ("OSError: [Errno 28] No space left on device", 1, "disk_full", "--output"),
     ("run_step: command not found: trtllm-build", 127, "tool_missing", "TRTLLM_EXAMPLES_DIR"),
     ("ModuleNotFoundError: No module named 'tensorrt_llm'", 1, "tool_missing", "PYTHON=python3"),
+    (
+        "modelopt_quantize: error: quality gate failed: perplexity +54.8% is over the gate's +20%",
+        1,
+        "quality_gate",
+        "--accept-quality-loss",
+    ),
 ]
 
 

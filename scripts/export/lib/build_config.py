@@ -53,6 +53,7 @@ except ModuleNotFoundError as _missing:
     )
     raise SystemExit(2) from None
 import versions
+from quality_config import QuantEval
 
 SCHEMA_VERSION = 1
 PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -162,6 +163,10 @@ class Quantization(_Model):
     mode: QuantMode
     kv_cache_dtype: Literal["auto", "fp8", "int8"]
     calibration: Calibration
+    eval: QuantEval = Field(  # the quality gate (quality_config.py); optional in the YAML
+        default_factory=QuantEval,
+        description="what a quantized build is measured on and the quality it must keep",
+    )
 
 
 class Runtime(_Model):

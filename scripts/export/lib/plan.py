@@ -33,6 +33,7 @@ import estimate as est
 import model_checks
 import model_files
 import pytorch_plan
+import quality_gate
 import step_checks
 import versions
 from build_config import BuildConfig
@@ -125,6 +126,7 @@ class Planner:
         self.examples = examples if examples.startswith("$") else str(Path(examples).absolute())
         self.checks: list[Check] = []
         self.notes: list[str] = []
+        self.quality: dict | None = None  # the quality gate (quality_gate.py)
         self.steps: list[dict] = []
         self.route: str | None = None
         self.cache_file: str | None = None
@@ -324,6 +326,11 @@ class Planner:
             self.fail("model_config", str(err), "a complete config.json in the model dir")
             return None
 
+    def add_quality(self) -> None:
+        """The quality gate: what the ModelOpt step(s) measure, their flags, the check."""
+        self.quality, found = quality_gate.plan_quality(self.cfg, self.steps, self.staging)
+        self.checks += found
+
 
 def make_plan(
     cfg: BuildConfig,
@@ -382,6 +389,7 @@ def make_plan(
     ]
     if p.installed and engine and p.steps:
         p.checks.append(model_checks.installed_parser_check(p.steps[-1]["argv"]))
+    p.add_quality()
     return _document(p, model_config, family, gpu, dtype, estimate)
 
 
@@ -426,6 +434,7 @@ def _document(p: Planner, model_config, family, gpu, dtype, estimate) -> dict:
             "kv_cache_dtype": cfg.quantization.kv_cache_dtype,
             "route": p.route,
         },
+        "quality": p.quality,
         "python": p.python,
         "examples_dir": p.examples if engine else None,
         "staging": p.staging,
@@ -486,6 +495,7 @@ def show(plan: dict) -> str:
     checks = plan.get("checks") or []
     lines += ["", "checks", *render_checks(checks), "  " + summary_line(checks)]
     lines += _estimate_lines(plan.get("estimates"))
+    lines += quality_gate.plan_lines(plan.get("quality"))
     lines += [f"note: {note}" for note in plan.get("notes") or []]
     return "\n".join(lines) + "\n"
 
