@@ -17,7 +17,9 @@
 # nvidia-modelopt, and gguf with --gguf (wheels in .whl/ are installed into SITE_DIR first, which
 # goes first on PYTHONPATH; NVIDIA's images lack pydantic: the wheels carry it); on PATH: flock
 # (util-linux; the build locks its output with it; a Python stand-in is used when it is missing,
-# with a line saying so). Each missing need is named, then exit 2.
+# with a line saying so). Each missing need is named, then exit 2. TensorRT-LLM is not needed
+# (backend pytorch plans for target.trtllm_version 1.2.0); where it is installed, the ModelOpt on
+# PYTHONPATH must be the one its release pins (the plan's modelopt_version check).
 #
 # fp8, int4_awq, w4a8_awq: `build_tensorrt_llm.sh --model-dir M --config C` with backend pytorch,
 # a local calibration file and the shipped gate defaults; a build the gate stops exits 1 with its
@@ -44,14 +46,8 @@ readonly BUILD="${REPO_ROOT}/scripts/export/build_tensorrt_llm.sh"
 readonly QUANTIZE="${REPO_ROOT}/scripts/export/steps/modelopt_quantize.py"
 readonly LIB="${REPO_ROOT}/scripts/export/lib"
 
-log() {
-  printf '%s: %s\n' "${PROG}" "$*" >&2
-}
-
-die() {
-  printf '%s: error: %s\n' "${PROG}" "$2" >&2
-  exit "$1"
-}
+# shellcheck source=../export/lib/log.sh
+source "${LIB}/log.sh" # log, die, help_from_header
 
 # dq_install_wheels: the carried wheels (if any) into SITE_DIR, first on PYTHONPATH.
 dq_install_wheels() {
@@ -63,7 +59,7 @@ dq_install_wheels() {
     log "install ${#wheels[@]} wheels into ${SITE_DIR}"
     "${PYTHON}" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
       --target "${SITE_DIR}" "${wheels[@]}" >"${OUT}/pip.log" 2>&1 ||
-      die 1 "pip install of the wheels failed (log: ${OUT}/pip.log)"
+      die --code 1 "pip install of the wheels failed (log: ${OUT}/pip.log)"
   fi
   export PYTHONPATH="${SITE_DIR}${PYTHONPATH:+:${PYTHONPATH}}"
 }
@@ -72,7 +68,7 @@ dq_install_wheels() {
 # checks for) first on PYTHONPATH and PATH, and the quantize step on the CPU.
 dq_rehearsal() {
   "${PYTHON}" "${REPO_ROOT}/tests/fakes/make_dist_info.py" "${WORK}/dist" \
-    nvidia-modelopt==0.47.0 >/dev/null || die 1 "could not write the fake package metadata"
+    nvidia-modelopt==0.47.0 >/dev/null || die --code 1 "could not write the fake package metadata"
   export PYTHONPATH="${REPO_ROOT}/tests/fakes/python_modelopt:${WORK}/dist${PYTHONPATH:+:${PYTHONPATH}}"
   export PATH="${REPO_ROOT}/tests/fakes/bin:${PATH}" FAKE_NVIDIA_SMI=h200 QUANTIZE_DEVICE=cpu
   log "rehearsal: stand-in ModelOpt, fake H200, QUANTIZE_DEVICE=cpu (the figures mean nothing)"
@@ -100,12 +96,9 @@ if os.environ.get("QUANTIZE_DEVICE") != "cpu":
     except Exception:
         pass
 PY
-  )" || die 2 "${PYTHON} could not check its packages"
-  if [[ -n "${missing}" ]]; then
-    printf '%s: missing for %s (PYTHONPATH=%s): %s\n' "${PROG}" "${PYTHON}" "${PYTHONPATH:-}" \
-      "${missing//$'\n'/; }" >&2
-    exit 2
-  fi
+  )" || die --code 2 "${PYTHON} could not check its packages"
+  [[ -z "${missing}" ]] ||
+    die --code 2 "missing for ${PYTHON} (PYTHONPATH=${PYTHONPATH:-}): ${missing//$'\n'/; }"
   command -v flock >/dev/null || dq_flock_standin
 }
 
@@ -300,13 +293,13 @@ main() {
       --model-dir) MODEL="${2:?--model-dir needs a dir}" && shift 2 ;;
       --demo) demo=1 && shift ;;
       --rehearse) rehearse=1 && shift ;;
-      -h | --help) sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//' && return 0 ;;
-      *) die 2 "unknown argument: $1" ;;
+      -h | --help) help_from_header "${BASH_SOURCE[0]}" && return 0 ;;
+      *) die --code 2 "unknown argument: $1" ;;
     esac
   done
-  [[ -n "${gguf}" || -n "${MODEL}" ]] || die 2 "give --gguf FILE or --model-dir DIR"
+  [[ -n "${gguf}" || -n "${MODEL}" ]] || die --code 2 "give --gguf FILE or --model-dir DIR"
   PYTHON="${PYTHON:-python3}"
-  PYTHON_PATH="$(command -v -- "${PYTHON}")" || die 2 "PYTHON ${PYTHON} is not a program on PATH"
+  PYTHON_PATH="$(command -v -- "${PYTHON}")" || die --code 2 "PYTHON ${PYTHON} is not a program on PATH"
   [[ "${PYTHON_PATH}" == /* ]] || PYTHON_PATH="${PWD}/${PYTHON_PATH}" # steps run in other dirs
   export PYTHON="${PYTHON_PATH}"
   OUT="${OUT:-${REPO_ROOT}/outputs/dev/device_quality}"
@@ -322,7 +315,7 @@ main() {
   if [[ -z "${MODEL}" ]]; then
     MODEL="${WORK}/smollm2-135m-instruct"
     log "convert ${gguf} to a bf16 HF dir"
-    answer="$(dq_convert "${gguf}" "${MODEL}")" || die 1 "GGUF conversion failed"
+    answer="$(dq_convert "${gguf}" "${MODEL}")" || die --code 1 "GGUF conversion failed"
     log "sanity check, 'What is the capital of France?': ${answer}"
   fi
   TEXT="${WORK}/pydoc_topics.jsonl"

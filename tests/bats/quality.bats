@@ -156,3 +156,16 @@ staging_dir() {
   assert_line --regexp "^\[ok\]   quality +fp8: perplexity \+[0-9.]+%, agreement [0-9.]+%, KL [0-9.]+ at build time \(within the gate\)$"
   assert_line --partial "quality of fp8 (kv fp8) vs the unquantized model"
 }
+
+@test "device_quality.sh --rehearse runs the front door per format (nvfp4 directly on Hopper) and tables them" {
+  # as on the GPU box: no TensorRT-LLM installed (backend pytorch plans for target 1.2.0)
+  PYTHONPATH="" OUT="${BATS_TEST_TMPDIR}/dq" FORMATS="fp8 nvfp4" SEQ_LEN=64 \
+    SITE_DIR="${BATS_TEST_TMPDIR}/site" run --separate-stderr \
+    bash "${REPO_ROOT}/scripts/dev/device_quality.sh" --rehearse --model-dir "${LM}"
+  assert_success
+  assert_line --regexp '^\| base \| fp8 \| [0-9.]+ \| [-+][0-9.]+% \| [0-9.]+% \| [0-9.]+ \| (pass|STOPPED) .*\(front door\) \|$'
+  assert_line --regexp '^\| base \| nvfp4 \| [0-9.]+ \| .*, exit [01] \(direct\) \|$'
+  [[ "${stderr}" == *"build_tensorrt_llm: error: "*"quantization.mode nvfp4 needs 10.0+"* ]]
+  run build_json_get "${BATS_TEST_TMPDIR}/dq/device_quality.json" models.base.formats.nvfp4.quality.mode
+  assert_output "nvfp4"
+}
