@@ -66,6 +66,12 @@ HINT_CASES = [
         "quality_gate",
         "--accept-quality-loss",
     ),
+    (
+        "modelopt_quantize: error: quality eval: 3 of 64 eval samples have 2 or more tokens",
+        1,
+        "quality_eval",
+        "quantization.eval.dataset",
+    ),
 ]
 
 

@@ -279,3 +279,11 @@ def test_an_artifact_published_over_its_gate_is_up_to_date_only_when_accepted_ag
     (tmp_path / "build.json").write_text(json.dumps({"build_id": "x", "quality": quality}))
     assert quality_gate.status_with_gate("same", tmp_path, accepted) == status
     assert quality_gate.status_with_gate("different", tmp_path, False) == "different"
+
+
+def test_a_dry_run_over_an_over_gate_artifact_says_what_the_real_run_needs():
+    doc = {"output": "/o/m", "status": "over_gate", "inputs": {"build_id": "sha256:" + "a" * 64}}
+    assert prepare.dry_run_summary(doc) == (
+        "dry run: nothing was written; /o/m holds this build, published over its quality gate: "
+        "the real run needs --accept-quality-loss to keep it (or --force)"
+    )

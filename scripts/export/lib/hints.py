@@ -43,6 +43,13 @@ SIGNATURES: tuple[Signature, ...] = (
         "with --accept-quality-loss (make engine ... ACCEPT_QUALITY_LOSS=1)",
     ),
     _sig(
+        "quality_eval",
+        r"quality eval: ",
+        "too few eval samples for the quality gate once tokenized (each needs 2 tokens or more): "
+        "add samples, lower quantization.calibration.num_samples (the eval holds out the samples "
+        "after them), or set quantization.eval.dataset to a file of held-out text",
+    ),
+    _sig(
         "version_tag_mismatch",
         r"Version tag does not match|Serialization assertion|deserializ\w* .*failed",
         "the engine was built by another TensorRT version: rebuild in the container that serves "
