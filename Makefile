@@ -47,7 +47,7 @@ help: ## List the targets and the variables they take
 
 setup: venv bats #dev Install the pinned dev tools: .venv/ (Python) and node_modules/ (bats)
 
-venv: #dev Create or update .venv/ from pyproject.toml (idempotent)
+venv: #dev Create .venv/ from the hash-checked lock requirements/dev.lock (idempotent)
 	@scripts/dev/setup_venv.sh
 
 bats: #dev Install bats-core, bats-support, bats-assert with npm ci (idempotent)
@@ -65,7 +65,7 @@ test-python: venv #dev Run the pytest suite only
 test-bats: setup #dev Run the bats suite only
 	@node_modules/bats/bin/bats --recursive tests/bats
 
-demo: $(PY_SETUP) ## Run the whole pipeline on a built-in tiny example under outputs/demo/
+demo: $(PY_SETUP) ## A real chat model end to end: train a LoRA on the CPU, merge, bundle, plan
 	@scripts/dev/demo.sh
 
 merge: $(PY_SETUP) ## Merge ADAPTER=dir into its base as outputs/gpu/merged_models/NAME [MERGE_ARGS=..]

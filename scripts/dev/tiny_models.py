@@ -1,4 +1,4 @@
-"""Tiny Hugging Face models and PEFT adapters with random weights, for tests and the demo.
+"""Tiny Hugging Face models and PEFT adapters with random weights, for tests and benchmarks.
 
 Usage:
   tiny_models.py model --family llama --out DIR [--tie] [--dtype bfloat16]

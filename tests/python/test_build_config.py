@@ -62,9 +62,9 @@ def _generated(tmp: Path, index: int) -> Row:
             f"  k{i}: {i}\n" for i in range(build_config.MAX_NODES))),
         "deep-flow.yaml": text.replace("dtype: auto", "dtype: " + "[" * 40 + "]" * 40),
     }  # fmt: skip
-    line = SHIPPED.read_text().splitlines().index("profiles:") + 1  # the profiles: key
     limit = "a build config is at most 1 MiB"
     ten = f"10.0 MiB (10485760 bytes): {limit}"
+    at = SHIPPED.read_text().splitlines().index("profiles:") + 1  # the line of profiles:
     rows = [
         Row(tmp / "ten-mib.yaml", None, "too_big", "(file)", None, ten),
         Row(tmp / "one-byte-over.yaml", None, "too_big", "(file)", None, "(1048577 bytes)"),
@@ -72,8 +72,8 @@ def _generated(tmp: Path, index: int) -> Row:
         Row(tmp / "long-value.yaml", None, "too_long", "(file)", 30, "5006 characters"),
         Row(tmp / "many-nodes.yaml", None, "too_many_nodes", "(file)", 5001, "more than 10000"),
         Row(tmp / "deep-flow.yaml", None, "too_deep", "(file)", 9, "more than 16 levels"),
-        Row(SHIPPED, "h100-fp9", "unknown_profile", "profiles", line, "did you mean 'h100-fp8'"),
-        Row(SHIPPED, "H100-FP8", "unknown_profile", "profiles", line, "did you mean 'h100-fp8'"),
+        Row(SHIPPED, "h100-fp9", "unknown_profile", "profiles", at, "did you mean 'h100-fp8'?"),
+        Row(SHIPPED, "H100-FP8", "unknown_profile", "profiles", at, "did you mean 'h100-fp8'?"),
         Row(tmp, None, "unreadable", "(file)", None, "Is a directory"),
         Row(tmp / "absent.yaml", None, "no_file", "(file)", None, "no such file"),
     ]  # fmt: skip

@@ -53,12 +53,15 @@ except ModuleNotFoundError as _missing:
     )
     raise SystemExit(2) from None
 import versions
+from lora_config import LoraSection
+from lora_config import rules as lora_rules
 from quality_config import QuantEval
 
 SCHEMA_VERSION = 1
 PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 VERSION_TEXT = re.compile(r"^\d+\.\d+(\.\d+)?((a|b|rc)\d+)?(\.post\d+)?$")
 CC_TEXT = re.compile(r"^\d{1,2}\.\d$")
+KEY_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 Backend = Literal["engine", "pytorch"]
 BACKENDS = get_args(Backend)
@@ -186,6 +189,7 @@ class BuildConfig(_Model):
     parallel: Parallel
     quantization: Quantization
     runtime: Runtime
+    lora: LoraSection | None = None  # runtime LoRA (lora_config.py); None: off
 
 
 def _partial(model: type[BaseModel], prefix: str) -> type[BaseModel]:
@@ -193,8 +197,9 @@ def _partial(model: type[BaseModel], prefix: str) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for name, info in model.model_fields.items():
         ann = info.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            ann = _partial(ann, prefix)
+        inner = _model_of(ann)
+        if inner is not None and getattr(ann, "__origin__", None) is not list:
+            ann = _partial(inner, prefix)  # a section, optional or not (lora)
         elif info.metadata:
             ann = Annotated[(ann, *info.metadata)]
         fields[name] = (ann | None, Field(default=None, description=info.description))
@@ -672,7 +677,7 @@ def _rules(cfg: BuildConfig) -> list[tuple[str, tuple, str]]:
     problem = versions.window_problem(cfg.backend, cfg.target.trtllm_version)
     if problem:
         out.append(("rule:version_outside_window", ("target", "trtllm_version"), problem))
-    return out
+    return out + lora_rules(cfg.lora)
 
 
 def _locate(path: tuple, lines: dict[tuple, int], profile: str | None) -> tuple[str, int | None]:
@@ -738,7 +743,10 @@ class Checked:
     def where(self, key: str) -> str:
         """FILE:LINE of a dotted key of the chosen settings (the profile's line when it sets
         the key), or FILE alone when the key is not in the file."""
-        _, line = _locate(tuple(key.split(".")), self.lines, self.profile)
+        parts = tuple(
+            int(index) if index else name for name, index in KEY_PART.findall(key)
+        )  # "lora.adapters[1].path" -> ("lora", "adapters", 1, "path")
+        _, line = _locate(parts, self.lines, self.profile)
         return f"{self.source}:{line}" if line else self.source
 
     def document(self) -> dict:
@@ -895,6 +903,8 @@ def config_hash(config: dict) -> str:
 def document(cfg: BuildConfig, path: str | Path, profile: str | None) -> dict:
     """The resolved-config JSON document (docs/internals.md, "Resolved config")."""
     body = cfg.model_dump(mode="json")
+    if body["lora"] is None:  # without the section the document (and its hash) is as before
+        del body["lora"]
     return {
         "schema_version": SCHEMA_VERSION,
         "source": str(path),

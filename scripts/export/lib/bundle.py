@@ -2,7 +2,8 @@
 
 Library, called by publish.py for backend "pytorch" before the manifest and the atomic rename:
 
-  publish_bundle(staging, checkpoint, cfg, trtllm_version, *, tokenizer_dir=None) -> dict
+  publish_bundle(staging, checkpoint, cfg, trtllm_version, *, tokenizer_dir=None,
+                 lora_config=None) -> dict
 
   staging/
     checkpoint/            the merged HF checkpoint: hard links to its files (a copy where the
@@ -94,13 +95,15 @@ def publish_bundle(
     trtllm_version: str,
     *,
     tokenizer_dir: Path | str | None = None,
+    lora_config: dict | None = None,
 ) -> dict:
     """Write checkpoint/, llm_api_options.yaml and serve.sh into staging; return the manifest part.
 
     checkpoint: the merged model dir (linked in) or <staging>/checkpoint (already in place, e.g.
     written by the ModelOpt step). tokenizer_dir: where tokenizer files come from when the
     checkpoint lacks them (default: checkpoint itself; pass the merged model for a ModelOpt one).
-    cfg: the validated build config.
+    cfg: the validated build config. lora_config: the runtime-LoRA block (lora_plan.py), checked
+    against the record with the rest.
     """
     staging = Path(staging)
     checkpoint = Path(checkpoint)
@@ -108,6 +111,8 @@ def publish_bundle(
         raise ExportError(f"{checkpoint} is not a Hugging Face checkpoint (no config.json)")
     record = llm_api_options.load_record(trtllm_version)
     options = llm_api_options.build_options(cfg)
+    if lora_config is not None:
+        options["lora_config"] = lora_config
     errors = llm_api_options.check_options(options, record)
     if errors:
         raise ExportError("llm_api_options.yaml: " + "; ".join(errors))

@@ -75,27 +75,46 @@ def reference_tokens(model_dir: Path, prompts: list[str], max_new: int) -> list[
     return out
 
 
-def artifact_tokens(artifact: Path, doc: dict, prompts: list[str], max_new: int) -> list[list[int]]:
-    """Greedy new tokens of the deployed artifact through TensorRT-LLM's LLM API, per prompt."""
+def _open_llm(artifact: Path, doc: dict):
+    """The deployed artifact in TensorRT-LLM's LLM API (a bundle's lora_dir made absolute)."""
     import tensorrt_llm
 
     if doc.get("backend") == "pytorch":
         import yaml
 
         options = yaml.safe_load((artifact / "llm_api_options.yaml").read_text()) or {}
-        llm = tensorrt_llm.LLM(model=str(artifact / "checkpoint"), **options)
-    else:
-        engine = ((doc.get("artifact") or {}).get("engine") or {}).get("dir", "engine")
-        tokenizer = ((doc.get("artifact") or {}).get("tokenizer") or {}).get("dir", "tokenizer")
-        try:  # from 1.0, tensorrt_llm.LLM is the PyTorch backend; engines load through this one
-            from tensorrt_llm._tensorrt_engine import LLM as EngineLLM
-        except ImportError:
-            EngineLLM = tensorrt_llm.LLM
-        llm = EngineLLM(model=str(artifact / engine), tokenizer=str(artifact / tokenizer))
+        if options.get("lora_config"):  # relative to the artifact, where serve.sh runs
+            lora = options["lora_config"]
+            lora["lora_dir"] = [str(artifact / d) for d in lora.get("lora_dir") or []]
+        return tensorrt_llm.LLM(model=str(artifact / "checkpoint"), **options)
+    engine = ((doc.get("artifact") or {}).get("engine") or {}).get("dir", "engine")
+    tokenizer = ((doc.get("artifact") or {}).get("tokenizer") or {}).get("dir", "tokenizer")
+    try:  # from 1.0, tensorrt_llm.LLM is the PyTorch backend; engines load through this one
+        from tensorrt_llm._tensorrt_engine import LLM as EngineLLM
+    except ImportError:
+        EngineLLM = tensorrt_llm.LLM
+    return EngineLLM(model=str(artifact / engine), tokenizer=str(artifact / tokenizer))
+
+
+def artifact_tokens(
+    artifact: Path, doc: dict, prompts: list[str], max_new: int, adapters: dict | None = None
+) -> dict:
+    """Greedy new tokens of the deployed artifact through TensorRT-LLM's LLM API, per prompt:
+    {None: the base's, name: with that adapter's lora_request} for each of `adapters`
+    ({name: {"lora_int_id", "path"}})."""
+    import tensorrt_llm
+
+    llm = _open_llm(artifact, doc)
     params = tensorrt_llm.SamplingParams(max_tokens=max_new, temperature=0.0, top_k=1)
     try:
-        results = llm.generate(prompts, params)
-        return [list(r.outputs[0].token_ids) for r in results]
+        out = {None: [list(r.outputs[0].token_ids) for r in llm.generate(prompts, params)]}
+        if adapters:
+            from tensorrt_llm.executor import LoRARequest
+        for name, a in (adapters or {}).items():
+            request = LoRARequest(name, int(a["lora_int_id"]), str(a["path"]))
+            results = llm.generate(prompts, params, lora_request=[request] * len(prompts))
+            out[name] = [list(r.outputs[0].token_ids) for r in results]
+        return out
     finally:
         shutdown = getattr(llm, "shutdown", None)
         if callable(shutdown):
@@ -128,57 +147,83 @@ def compare(ref: list[list[int]], got: list[list[int]], prompts: list[str], min_
     }
 
 
-def golden_check(
-    artifact: Path, doc: dict, facts: dict, args: argparse.Namespace, earlier: list[dict]
-) -> tuple[dict, dict | None]:
+def _skip_reason(doc: dict, facts: dict, args: argparse.Namespace, earlier: list) -> str | None:
     if args.no_golden:
-        return check("golden", "skip", "--no-golden"), None
+        return "--no-golden"
     if any(c["status"] == "fail" for c in earlier):
-        return check(
-            "golden", "skip", "an earlier check failed; the artifact cannot run here"
-        ), None
+        return "an earlier check failed; the artifact cannot run here"
     if not (facts.get("packages") or {}).get("tensorrt_llm"):
-        return check("golden", "skip", "TensorRT-LLM is not installed"), None
+        return "TensorRT-LLM is not installed"
     if not (facts.get("gpu") or {}).get("devices"):
-        return check("golden", "skip", "no GPU visible"), None
+        return "no GPU visible"
     model_dir = Path((doc.get("inputs") or {}).get("model_dir") or "")
     if not (model_dir / "config.json").is_file():
-        return check(
-            "golden",
-            "skip",
-            f"the merged HF model is not here ({model_dir}); nothing to compare with",
-        ), None
+        return f"the merged HF model is not here ({model_dir}); nothing to compare with"
+    return None
+
+
+def _verdict(report: dict, doc: dict, min_match: int, label: str = "") -> dict:
+    ok = report["passed"] == report["prompts"]
+    quantized = ((doc.get("inputs") or {}).get("config") or {}).get("quantization", {}).get(
+        "mode", "none"
+    ) != "none"
+    cid = "lora_golden" if label else "golden"
+    msg = (
+        f"{label}{report['passed']}/{report['prompts']} prompts agree on the first "
+        f"{min_match} greedy tokens"
+    )
+    if ok:
+        return check(cid, "pass", msg)
+    if quantized:
+        return check(cid, "warn", msg + " (quantized artifact: some divergence is expected)")
+    return check(cid, "fail", msg, "compare the merge and the build inputs; rebuild")
+
+
+def golden_check(
+    artifact: Path,
+    doc: dict,
+    facts: dict,
+    args: argparse.Namespace,
+    earlier: list[dict],
+    lora_refs: dict | None = None,
+) -> tuple[list[dict], dict | None]:
+    """The golden check, and one lora_golden per entry of lora_refs ({name: {"lora_int_id",
+    "path", "tokens"}}: PeftModel's greedy tokens, lora_verify.py) against the artifact run
+    with that adapter's lora_request. Returns (checks, report)."""
+    names = list(lora_refs or {})
+    why = _skip_reason(doc, facts, args, earlier)
+    if why:
+        return [check("golden", "skip", why)] + [
+            check("lora_golden", "skip", f"{n}: {why}") for n in names
+        ], None
     prompts = read_prompts(args.prompts)
     print(
         f"{PROG}: golden: {len(prompts)} prompts, {args.max_new_tokens} greedy tokens, "
         "HF reference first",
         file=sys.stderr,
     )
+    model_dir = Path(doc["inputs"]["model_dir"])
     try:
         ref = reference_tokens(model_dir, prompts, args.max_new_tokens)
         print(f"{PROG}: golden: running the artifact", file=sys.stderr)
-        got = artifact_tokens(artifact, doc, prompts, args.max_new_tokens)
+        got = artifact_tokens(artifact, doc, prompts, args.max_new_tokens, lora_refs)
     except Exception as exc:
-        return check(
+        failed = check(
             "golden",
             "fail",
             f"could not run: {type(exc).__name__}: {exc}",
             "see the error; try trtllm-serve via serve.sh",
-        ), None
-    report = compare(ref, got, prompts, args.min_match)
+        )
+        return [failed] + [
+            check("lora_golden", "skip", f"{n}: the artifact did not run") for n in names
+        ], None
+    report = compare(ref, got[None], prompts, args.min_match)
     report["max_new_tokens"] = args.max_new_tokens
-    ok = report["passed"] == report["prompts"]
-    quantized = ((doc.get("inputs") or {}).get("config") or {}).get("quantization", {}).get(
-        "mode", "none"
-    ) != "none"
-    msg = (
-        f"{report['passed']}/{report['prompts']} prompts agree on the first "
-        f"{args.min_match} greedy tokens"
-    )
-    if ok:
-        return check("golden", "pass", msg), report
-    if quantized:
-        return check(
-            "golden", "warn", msg + " (quantized artifact: some divergence is expected)"
-        ), report
-    return check("golden", "fail", msg, "compare the merge and the build inputs; rebuild"), report
+    checks = [_verdict(report, doc, args.min_match)]
+    if names:
+        report["lora"] = {}
+    for name in names:
+        one = compare(lora_refs[name]["tokens"], got[name], prompts, args.min_match)
+        report["lora"][name] = one
+        checks.append(_verdict(one, doc, args.min_match, f"{name}: "))
+    return checks, report

@@ -11,9 +11,11 @@ build_id = sha256 over a canonical JSON of what decides the artifact's bytes and
   - the resolved config's hash and the backend;
   - the TensorRT-LLM and TensorRT versions the plan targets, the target GPU's name and compute
     capability, and the world size (engines are tied to all of these);
-  - the planned commands, with the staging, model, cache and examples dirs, the interpreter and
-    the toolkit's own location replaced by placeholders (a toolkit change that changes a flag
-    changes the id; a new pid, a moved checkout or another examples dir does not).
+  - the planned commands, with the staging, model, cache and examples dirs, the interpreter,
+    the toolkit's own location and each runtime-LoRA adapter's dir replaced by placeholders (a
+    toolkit change that changes a flag changes the id; a new pid, a moved checkout or another
+    examples dir does not); the lora step's argv carries each adapter's fingerprint, so a
+    changed adapter changes the id.
 Paths, times, hostnames, driver and torch versions are deliberately left out.
 
 The model fingerprint is cheap by design (about a second for a 16 GB model) and exact where it
@@ -143,6 +145,8 @@ def build_inputs(
         str((facts.get("python") or {}).get("executable") or ""): "<python>",
         str(plan.get("examples_dir") or ""): "<examples>",
     }
+    for adapter in (plan.get("lora") or {}).get("adapters") or []:  # its fingerprint stays
+        replacements[adapter["source"]] = f"<lora:{adapter['name']}>"
     commands = [
         {"name": s["name"], "argv": normalize_argv(list(s["argv"]), replacements)}
         for s in plan["steps"]

@@ -30,6 +30,7 @@ from pathlib import Path
 import commands
 import env_checks
 import estimate as est
+import lora_plan
 import model_checks
 import model_files
 import pytorch_plan
@@ -130,6 +131,20 @@ class Planner:
         self.steps: list[dict] = []
         self.route: str | None = None
         self.cache_file: str | None = None
+        self.lora: dict | None = None
+
+    def add_lora(self, dtype: str) -> None:
+        """The lora: section: its checks, the package step first, trtllm-build's LoRA flags."""
+        lora = lora_plan.plan(
+            self.cfg, self.model_dir, self.version, self.python, self.staging, dtype
+        )
+        self.checks += lora.checks
+        self.notes += lora.notes
+        for step in self.steps:
+            if step["name"] == "build":
+                step["argv"] += lora.build_argv
+        self.steps.insert(0, lora.step)
+        self.lora = lora.part
 
     def fail(self, check_id: str, message: str, fix: str = "", key: str | None = None) -> None:
         self.checks.append(check(check_id, "fail", message, fix, key))
@@ -326,6 +341,14 @@ class Planner:
             self.fail("model_config", str(err), "a complete config.json in the model dir")
             return None
 
+    def calibrates(self) -> bool:
+        """Whether a planned step calibrates on sample text (the calibration check's subject)."""
+        if self.cfg.backend != "engine":
+            return any(s["name"] == "quantize" for s in self.steps)
+        return self.route in ("quantize", "modelopt") or (
+            self.route == "convert" and any(s["name"] == "calib" for s in self.steps)
+        )
+
     def add_quality(self) -> None:
         """The quality gate: what the ModelOpt step(s) measure, their flags, the check."""
         self.quality, found = quality_gate.plan_quality(self.cfg, self.steps, self.staging)
@@ -370,20 +393,17 @@ def make_plan(
         p.steps = pytorch_plan.plan_steps(cfg, p.python, p.model_dir, p.staging)
         for key, message in pytorch_plan.problems(cfg):
             p.fail("calibration", message, "a local .jsonl or .txt file", key)
+    if cfg.lora is not None:
+        p.add_lora(dtype)
     p.checks += step_checks.tool_checks(p.steps, facts, p.examples, family, p.machine)
     if shape:
         p.checks += model_checks.structure_checks(cfg, shape, family, gpu, p.machine)
     if estimate:
         p.checks += model_checks.estimate_checks(cfg, model_config, gpu, estimate, facts, p.machine)
-    calibrates = p.route in ("quantize", "modelopt") or (
-        p.route == "convert" and any(s["name"] == "calib" for s in p.steps)
-    )
-    if not engine:
-        calibrates = bool(p.steps)
     p.checks += [
         c
         for c in env_checks.run_checks(
-            cfg, facts, require_machine=not dry_run, calibrates=calibrates
+            cfg, facts, require_machine=not dry_run, calibrates=p.calibrates()
         )
         if c["id"] in ENVIRONMENT_CHECKS
     ]
@@ -443,6 +463,7 @@ def _document(p: Planner, model_config, family, gpu, dtype, estimate) -> dict:
         "steps": p.steps,
         "checks": p.checks,
         "estimates": estimate,
+        "lora": p.lora,
         "notes": p.notes,
     }
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import artifact_files
 import bundle
+import lora_package
 import manifest
 import model_files
 import quality_report
@@ -96,11 +97,29 @@ def publish_pytorch(doc: dict, staging: Path, cfg: BuildConfig) -> tuple:
     model_dir = Path(plan["model_dir"])
     quantized = staging / CHECKPOINT_DIR
     checkpoint = quantized if (quantized / "config.json").is_file() else model_dir
+    lora = (plan.get("lora") or {}).get("llm_api_lora_config")
     part = bundle.publish_bundle(
-        staging, checkpoint, cfg, plan["trtllm_version"], tokenizer_dir=model_dir
+        staging, checkpoint, cfg, plan["trtllm_version"], tokenizer_dir=model_dir, lora_config=lora
     )
     tokenizer = {"dir": CHECKPOINT_DIR, **tokenizer_check.check(staging / CHECKPOINT_DIR)}
     return {"tokenizer": tokenizer}, bundle.serve_argv(), part
+
+
+def lora_part(plan: dict, staging: Path) -> dict | None:
+    """build.json's "lora": the plan's runtime-LoRA part, each adapter with its packaged files."""
+    if not plan.get("lora"):
+        return None
+    packaged = lora_package.read_packaged(staging)
+    if packaged is None:
+        raise failed(f"the lora step wrote no {staging}/lora/{lora_package.INDEX}")
+    by_name = {a["name"]: a for a in packaged["adapters"]}
+    adapters = []
+    for planned in plan["lora"]["adapters"]:
+        got = by_name.get(planned["name"])
+        if got is None or got["fingerprint"] != planned["fingerprint"]:
+            raise failed(f"lora/{planned['name']} is missing or not the adapter that was planned")
+        adapters.append({**planned, "path": got["path"], "files": got["files"]})
+    return {**plan["lora"], "adapters": adapters}
 
 
 def build_manifest(doc: dict, name: str, artifact: dict, serve: dict, stages: list) -> dict:
@@ -210,6 +229,7 @@ def publish(args: argparse.Namespace) -> Path:
     record["quality"] = quality_report.manifest_entry(staging)  # None: nothing was measured
     if part is not None:  # the bundle's own record (backend pytorch)
         record["bundle"] = part
+    record["lora"] = lora_part(plan, staging)
     manifest.write_json_atomic(staging / "build.json", record)
     os.chmod(staging / "build.json", 0o644)
     swap.put_in_place(staging, output)

@@ -4,6 +4,8 @@ artifact's own dir (symlinks followed), so the artifact can be copied anywhere a
 Library:
   engine_argv(trtllm_version, tp, pp) -> list[str]   the command for an engine, per version
   write(path, argv, build_id, plan) -> dict          writes serve.sh; the manifest's "serve"
+  lora_lines(part) -> str                            serve.sh lines printing each adapter's
+                                                     lora_request (runtime LoRA)
 """
 
 from __future__ import annotations
@@ -44,6 +46,20 @@ def _word(arg: str) -> str:
     return shlex.quote(arg)
 
 
+def lora_lines(part: dict) -> str:
+    """serve.sh lines (cwd: the artifact) that print what a client sends for each adapter of the
+    plan's runtime-LoRA part: trtllm-serve loads the adapter a request names from its lora_path."""
+    lines = ['# Runtime LoRA: a request picks an adapter with "lora_request" (build.json "lora").']
+    for a in part["adapters"]:
+        name, uid = a["name"], int(a["lora_int_id"])
+        text = (
+            f'lora adapter {name}: "lora_request": {{"lora_name": "{name}", '
+            f'"lora_int_id": {uid}, "lora_path": "%s"}}\\n'
+        )
+        lines.append(f'printf {shlex.quote(text)} "${{PWD}}/lora/{name}" >&2')
+    return "\n".join(lines) + "\n"
+
+
 def write(path: Path, argv: list[str], build_id: str, plan: dict) -> dict:
     kind = "trtllm-serve" if argv[0] == "trtllm-serve" else "run.py"
     usage = (
@@ -58,6 +74,7 @@ def write(path: Path, argv: list[str], build_id: str, plan: dict) -> dict:
         else ""
     )
     gpu = plan["gpu"]
+    lora = lora_lines(plan["lora"]) if plan.get("lora") else ""
     path.write_text(
         f"""#!/usr/bin/env bash
 # Serve this TensorRT-LLM artifact ({plan["backend"]} backend). Written by build_tensorrt_llm.sh
@@ -70,7 +87,7 @@ def write(path: Path, argv: list[str], build_id: str, plan: dict) -> dict:
 # {gpu["compute_capability"]}), world size {plan["world_size"]}: build.json has the rest.
 {note}set -euo pipefail
 cd "$(dirname "$(readlink -f "${{BASH_SOURCE[0]}}")")"
-exec {" ".join(_word(a) for a in argv)} "$@"
+{lora}exec {" ".join(_word(a) for a in argv)} "$@"
 """,
         encoding="utf-8",
     )

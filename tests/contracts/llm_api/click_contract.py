@@ -115,9 +115,12 @@ def check_options_file(path: str, version: str) -> None:
         raise SystemExit(1) from exc
     try:
         errors = llm_api_options.check_options(options, llm_api_options.load_record(version))
-    except llm_api_options.OptionsError as exc:
+    except llm_api_options.ExportError as exc:
         print(f"fake: {exc}", file=sys.stderr)
         raise SystemExit(1) from exc
+    for lora_dir in (options.get("lora_config") or {}).get("lora_dir") or []:
+        if not (Path(lora_dir) / "adapter_config.json").is_file():  # relative to the cwd
+            errors.append(f"lora_config.lora_dir: {lora_dir} has no adapter_config.json")
     if errors:
         print(
             f"pydantic_core._pydantic_core.ValidationError: {len(errors)} validation error(s) "

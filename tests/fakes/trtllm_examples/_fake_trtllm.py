@@ -8,7 +8,8 @@ tool does, and writes a plausible layout (../../shared/trtllm/checkpoint-format.
 
   convert / quantize -> <output_dir>/config.json (architecture, dtype, mapping, quantization)
                         + rank<N>.safetensors for every rank of tp*pp
-  trtllm-build       -> <output_dir>/config.json (version, pretrained_config, build_config)
+  trtllm-build       -> <output_dir>/config.json (version, pretrained_config, build_config;
+                        build_config.lora_config only with --lora_plugin, as build_model does)
                         + rank<N>.engine for every rank of the checkpoint's mapping
 
 Environment knobs for tests:
@@ -342,6 +343,9 @@ def build(argv: list[str]) -> int:
         if re.search(r"plugin|kv_cache|fmha|tokens_per_block|remove_input_padding", k)
     }
     build_config["plugin_config"] = plugins
+    lora = _lora_config(args)
+    if lora is not None:
+        build_config["lora_config"] = lora
     engine_cfg = {"version": version, "pretrained_config": pretrained, "build_config": build_config}
     (out / "config.json").write_text(json.dumps(engine_cfg, indent=2) + "\n")
     for rank in range(1 if mode == "partial" else world):
@@ -354,6 +358,30 @@ def build(argv: list[str]) -> int:
     print(f"[TensorRT-LLM] fake trtllm-build {version}: {world} engine(s) in {out}")
     filled_after("build", out)
     return 0
+
+
+def _lora_config(args: dict) -> dict | None:
+    """As build_model: LoRA is built only with --lora_plugin; the other LoRA flags are ignored
+    without it. Each --lora_dir must hold adapter_config.json and adapter_model.* (HfLoraLoader)."""
+    plugin = args.get("lora_plugin")
+    if plugin in (None, "disable"):
+        return None
+    dirs = list(args.get("lora_dir") or [])
+    for lora_dir in dirs:
+        weights = [Path(lora_dir) / f"adapter_model.{ext}" for ext in ("safetensors", "bin")]
+        if not any(w.is_file() for w in weights):
+            raise FakeFailure(f"ValueError: adapter_model file does not exist in {lora_dir}")
+        if not (Path(lora_dir) / "adapter_config.json").is_file():
+            raise FakeFailure(f"ValueError: {lora_dir}/adapter_config.json does not exist")
+    modules = list(args.get("lora_target_modules") or [])
+    if not modules and not dirs:
+        raise FakeFailure("ValueError: lora_target_modules is empty and there is no lora_dir")
+    return {
+        "lora_dir": dirs,
+        "lora_ckpt_source": args.get("lora_ckpt_source", "hf"),
+        "max_lora_rank": int(args.get("max_lora_rank", 64)),
+        "lora_target_modules": modules,
+    }
 
 
 def _parse(record: dict, argv: list[str]) -> dict:

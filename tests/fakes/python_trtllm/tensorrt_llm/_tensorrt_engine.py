@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -16,3 +17,5 @@ class LLM(_TorchLLM):
         if not tokenizer or not Path(tokenizer).is_dir():
             raise ValueError("an engine needs its tokenizer dir")
         self.model_dir = Path(os.environ["FAKE_TRTLLM_ENGINE_SOURCE"])
+        config = json.loads((engine / "config.json").read_text())
+        self.serves_lora = bool(config.get("build_config", {}).get("lora_config"))
