@@ -35,20 +35,16 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+def _gate_limit(most: float, what: str):
+    return Field(default=None, ge=0, le=most, description=f"{what}; null = the mode's default")
+
+
 class QuantGate(_Model):
-    max_ppl_increase_pct: float | None = Field(
-        default=None,
-        ge=0,
-        le=1000,
-        description="largest perplexity increase (percent) that publishes; null = the mode's "
-        "default",
+    max_ppl_increase_pct: float | None = _gate_limit(
+        1000, "largest perplexity increase (percent) that publishes"
     )
-    min_token_agreement_pct: float | None = Field(
-        default=None,
-        ge=0,
-        le=100,
-        description="smallest greedy next-token agreement (percent) that publishes; null = the "
-        "mode's default",
+    min_token_agreement_pct: float | None = _gate_limit(
+        100, "smallest greedy next-token agreement (percent) that publishes"
     )
 
 
