@@ -30,13 +30,14 @@ help: ## List the targets and the variables they take
 	@printf '\nDevelopment:\n'
 	@grep -E '^[a-zA-Z_-]+:.*#dev ' Makefile | awk 'BEGIN {FS = ":.*#dev "}; {printf "  %-12s %s\n", $$1, $$2}'
 	@printf '\nVariables (VAR=value on the command line; each reaches the scripts as text):\n'
-	@printf '  %-12s %s\n' \
+	@printf '  %-20s %s\n' \
 		NAME 'merged model / artifact name (merge, engine, verify, serve, bench)' \
 		ADAPTER 'adapter dir (merge)' \
 		CONFIG 'build config (doctor, engine; default configs/export/tensorrt_llm.yaml)' \
 		PROFILE 'a profile of the build config (doctor, engine)' \
 		DRY_RUN '1: print the plan only (engine)' \
 		FORCE '1: replace what is there (engine: a different build; merge: the output)' \
+		ACCEPT_QUALITY_LOSS '1: publish a quantized build over its quality gate (engine)' \
 		FULL '1: hash every file of the artifact (verify)' \
 		ALLOW_SKIP '1: accept checks that cannot run here (verify)' \
 		MERGE_ARGS 'more merge_lora.py options, e.g. "--dtype bfloat16 --verify" (merge)' \

@@ -10,6 +10,7 @@
 #   CONFIG       build config, PROFILE a profile of it (make doctor, engine)
 #   DRY_RUN      1: plan only (engine); FORCE 1: replace a different build (engine) or an
 #                existing merged model (merge: --overwrite); 0 or empty: off
+#   ACCEPT_QUALITY_LOSS  1: publish a quantized build over its quality gate (make engine)
 #   FULL         1: hash every file; ALLOW_SKIP 1: accept checks that cannot run (make verify)
 #   MERGE_ARGS   more merge_lora.py options (make merge), BENCH_ARGS bench options (bench-*)
 #   OUTPUTS_DIR  outputs root (default: outputs/ of this repository); PYTHON the interpreter
@@ -90,6 +91,7 @@ make_engine() {
   make_config_args args
   make_switch DRY_RUN --dry-run args
   make_switch FORCE --force args
+  make_switch ACCEPT_QUALITY_LOSS --accept-quality-loss args
   exec "${BUILD}" "${args[@]}"
 }
 

@@ -15,6 +15,9 @@
 #   --json            machine-readable output (with --dry-run, --doctor, --verify)
 #   --force           rebuild even when an identical build exists
 #   --keep-staging    keep the intermediate TensorRT-LLM checkpoint (checkpoint/) in the artifact
+#   --accept-quality-loss
+#                     publish a quantized build that is over its quality gate
+#                     (quantization.eval.gate); build.json records it; the build_id is the same
 #   --debug           trace every command (set -x with file:line:function)
 #   --doctor          check this machine against the config and exit (1 if a check fails)
 #   --verify          check a built artifact against this machine, then golden prompts
@@ -29,7 +32,11 @@
 # output, which takes the output's place when complete: the output dir is either a whole artifact
 # or absent. A build whose inputs (model, config, versions, GPU, commands) match the existing
 # build.json, and whose files are all there unchanged, is skipped ("up to date"); a different one
-# over an existing output needs --force; a damaged one is rebuilt.
+# over an existing output needs --force; a damaged one is rebuilt; one published over its quality
+# gate is up to date only with --accept-quality-loss again.
+# A step's own progress lines (log lines that start with '==> ') are shown as they come; the
+# ModelOpt step's include the quality table of a quantized build (over the gate: exit 1, nothing
+# published, the report in the kept staging dir's logs/quality.json).
 # Stdout: the artifact dir (with --json: build.json; with --dry-run: the plan).
 #
 # Environment: PYTHON (default python3), TRTLLM_EXAMPLES_DIR (TensorRT-LLM's examples dir),
@@ -71,6 +78,7 @@ DRY_RUN=0
 JSON=0
 FORCE=0
 KEEP_STAGING=0
+ACCEPT_QUALITY_LOSS=0
 declare -a VERIFY_FLAGS=()
 
 build_need_value() {
@@ -89,6 +97,7 @@ build_parse_args() {
       --json) JSON=1 ;;
       --force) FORCE=1 ;;
       --keep-staging) KEEP_STAGING=1 ;;
+      --accept-quality-loss) ACCEPT_QUALITY_LOSS=1 ;;
       --full | --allow-skip) VERIFY_FLAGS+=("$1") ;;
       --debug)
         export PS4='+ ${BASH_SOURCE[0]##*/}:${LINENO}:${FUNCNAME[0]:-main}: '
@@ -139,6 +148,7 @@ STAGING_PLANNED=""    # the staging dir this build will use (the plan's commands
 STAGING=""            # set once the staging dir exists; cleared when it is published
 BUILD_ID=""
 STEP_PID=""
+STEP_RELAYED=0        # progress lines of the running step already shown
 CUR_STAGE=""
 STAGE_START_US=0
 declare -a STEP_NAMES=()
@@ -248,6 +258,7 @@ build_prepare() {
   [[ -z "${PROFILE}" ]] || args+=("--profile=${PROFILE}")
   ((DRY_RUN == 0)) || args+=(--dry-run)
   ((JSON == 0)) || args+=(--json)
+  ((ACCEPT_QUALITY_LOSS == 0)) || args+=(--accept-quality-loss)
   "${PYTHON}" "${LIB_DIR}/prepare.py" "${args[@]}" || rc=$?
   ((DRY_RUN == 0)) || exit "${rc}"
   ((rc == 0)) || exit "${rc}"
@@ -292,6 +303,9 @@ build_identity() {
     different)
       ((FORCE)) || die --code 2 "${OUTPUT_DIR} holds a different build (other model, config or versions): rerun with --force to replace it, or choose another --name/--output"
       ;;
+    over_gate)
+      ((FORCE)) || die --code 2 "${OUTPUT_DIR} holds this build, published over its quality gate with --accept-quality-loss (build.json \"quality\"): rerun with --accept-quality-loss to keep it, or --force to rebuild and measure again"
+      ;;
     *)
       ((FORCE)) || die --code 2 "${OUTPUT_DIR} exists but has no build.json (not made by this tool): move it away or rerun with --force to replace it"
       ;;
@@ -330,17 +344,33 @@ build_step() {
 # build_step_progress NAME LOG: while the step runs, a line every PROGRESS_SECONDS with the time
 # so far and the log's last line, so a 40-minute build is visibly alive.
 build_step_progress() {
-  local name="$1" log="$2" start now next last=""
+  local name="$1" log="$2" start now next last="" polls=0
   build_now_us start
   next=$((start + PROGRESS_SECONDS * 1000000))
+  STEP_RELAYED=0
   while kill -0 "${STEP_PID}" 2>/dev/null; do
     sleep 0.2
+    polls=$((polls + 1))
+    ((polls % 5)) || build_step_relay "${name}" "${log}"
     build_now_us now
     ((now >= next)) || continue
     next=$((now + PROGRESS_SECONDS * 1000000))
     last="$(tail -n 1 -- "${log}" 2>/dev/null | tr -d '\r' | cut -c 1-100)" || last=""
     log "$(printf '%-10s ... %ds so far; log: %s' "${name}" $(((now - start) / 1000000)) "${last}")"
   done
+  build_step_relay "${name}" "${log}"
+}
+
+# build_step_relay NAME LOG: show the step's progress lines (log lines that start with '==> ')
+# written since the last call; STEP_RELAYED counts those already shown.
+build_step_relay() {
+  local name="$1" log="$2" i
+  local -a lines
+  mapfile -t lines < <(grep -a '^==> ' -- "${log}" 2>/dev/null || true)
+  for ((i = STEP_RELAYED; i < ${#lines[@]}; i++)); do
+    log "$(printf '%-10s %s' "${name}" "${lines[i]#==> }")"
+  done
+  STEP_RELAYED=${#lines[@]}
 }
 
 build_step_failed() { # <step> <log> <exit code>

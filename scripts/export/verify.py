@@ -7,8 +7,9 @@ Usage:
 
 Reads DIR/build.json (either backend) and prints one line per check (lib/verify_checks.py: the
 artifact's files, TensorRT-LLM and TensorRT versions, GPU compute capability and count, driver;
-lib/golden.py: golden prompts, where TensorRT-LLM and a GPU are present). --full hashes every file
-(sha256) instead of checking sizes and sampled content.
+lib/golden.py: golden prompts, where TensorRT-LLM and a GPU are present; lib/quality_report.py:
+the quality a quantized build measured, a line that never fails, and its table after the checks).
+--full hashes every file (sha256) instead of checking sizes and sampled content.
 
 The verdict is "verified" only when every check ran and none failed, golden prompts included.
 A check that could not run here says skip and why, and the verdict is then "NOT verified: <n>
@@ -32,6 +33,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent / "lib"))
 import golden
 import manifest
+import quality_report
 import verify_checks
 from errors import ExportError, check, counts, render_checks, report
 
@@ -90,6 +92,7 @@ def run(args: argparse.Namespace) -> tuple[dict, int]:
     facts = manifest.load_json(args.facts_json, "facts") if args.facts_json else read_facts()
     build_id = str(doc.get("build_id", "?"))[:19]
     checks = [check("manifest", "pass", f"build.json {build_id}, backend {doc.get('backend')}")]
+    checks += [c for c in [quality_report.verify_check(doc)] if c]  # what the build measured
     checks += verify_checks.machine_checks(artifact, doc, facts, full=args.full)
     lora_refs = None
     if doc.get("lora"):  # torch, transformers and peft are imported only then
@@ -123,6 +126,13 @@ def run(args: argparse.Namespace) -> tuple[dict, int]:
     return result, code
 
 
+def _print_quality(artifact: Path) -> None:
+    """The quality table the build measured (build.json "quality"), after the check lines."""
+    quality = load_manifest(artifact).get("quality")
+    if quality:
+        sys.stdout.write("\n" + quality_report.table(quality))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="verify.py", description=__doc__.splitlines()[0])
     parser.add_argument("--artifact", type=Path, required=True)
@@ -147,6 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result, indent=2))
     else:
         print("\n".join(render_checks(result["checks"], indent="")))
+        _print_quality(args.artifact)
         print(
             f"{PROG}: {result['verdict']}; report in {args.artifact / 'build.json'}",
             file=sys.stderr,

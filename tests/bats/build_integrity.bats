@@ -80,7 +80,8 @@ SH
   cp -r "${REPO_ROOT}/scripts" "${REPO_ROOT}/configs" "${other}/"
   # without TensorRT-LLM, fp8 is a step of the toolkit's own (steps/modelopt_quantize.py)
   unset PYTHONPATH
-  printf '{"text": "w1 w2"}\n' >"${BATS_TEST_TMPDIR}/calib.jsonl"
+  # 512 samples for calibration, 64 more held out for the quality eval
+  for i in $(seq 576); do printf '{"text": "w%d w2"}\n' "${i}"; done >"${BATS_TEST_TMPDIR}/calib.jsonl"
   sed -i -e 's/^  mode: none/  mode: fp8/' -e "s|dataset: null|dataset: ${BATS_TEST_TMPDIR}/calib.jsonl|" "${CONFIG}"
   build --dry-run --json
   assert_success

@@ -75,9 +75,10 @@ MAKEFILE
   refuses PROFILE engine ": profiles: no profile " NAME=m OUTPUTS_DIR="${OUT}"
 }
 
-@test "DRY_RUN and FORCE are never executed: 1 or 0 only" {
+@test "DRY_RUN, FORCE and ACCEPT_QUALITY_LOSS are never executed: 1 or 0 only" {
   refuses DRY_RUN engine "make engine: error: DRY_RUN must be 1 or 0, got " NAME=m
   refuses FORCE engine "make engine: error: FORCE must be 1 or 0, got " NAME=m
+  refuses ACCEPT_QUALITY_LOSS engine "make engine: error: ACCEPT_QUALITY_LOSS must be 1 or 0, got " NAME=m
 }
 
 @test "ADAPTER and MERGE_ARGS are never executed by make merge" {

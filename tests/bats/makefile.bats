@@ -55,7 +55,7 @@ setup() {
   run make -C "${REPO_ROOT}" help
   assert_success
   local var
-  for var in NAME ADAPTER CONFIG PROFILE DRY_RUN FORCE FULL ALLOW_SKIP MERGE_ARGS BENCH_ARGS OUTPUTS_DIR PYTHON; do
+  for var in NAME ADAPTER CONFIG PROFILE DRY_RUN FORCE ACCEPT_QUALITY_LOSS FULL ALLOW_SKIP MERGE_ARGS BENCH_ARGS OUTPUTS_DIR PYTHON; do
     assert_line --regexp "^  ${var} +[a-z0-9]"
   done
   assert_line "Development:"

@@ -124,7 +124,8 @@ build_bundle() {
 
 @test "fp8 with a local dataset plans one ModelOpt step exporting an HF checkpoint (dry run)" {
   build_use_stack 1.2.0
-  printf '{"text": "w1 w2 w3"}\n' >"${BATS_TEST_TMPDIR}/calib.jsonl"
+  # 512 samples for calibration, 64 more held out for the quality eval
+  for i in $(seq 576); do printf '{"text": "w%d w2 w3"}\n' "${i}"; done >"${BATS_TEST_TMPDIR}/calib.jsonl"
   pytorch_config "${CONFIG}" 1.2.0 fp8 "${BATS_TEST_TMPDIR}/calib.jsonl"
   run --separate-stderr "${BUILD}" --model-dir "${MODELS}/tiny llama" --config "${CONFIG}" --output "${OUT}" --dry-run
   assert_success

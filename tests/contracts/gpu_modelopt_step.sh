@@ -6,10 +6,12 @@
 # Needs a CUDA GPU and, in $PYTHON (default python3): torch with CUDA, transformers,
 # nvidia-modelopt (any release with export_tensorrt_llm_checkpoint: < 0.49), pyyaml, pydantic.
 # No TensorRT-LLM: that is the case the ModelOpt step is planned for (plan.py, route "modelopt").
-# Steps: tiny model + local calibration file -> resolved config (PROFILE, default h200-fp8) ->
-# probe -> plan.py -> the plan's "quantize" argv, run as the build would (cwd = staging) ->
+# Steps: tiny model + local calibration file -> prepare.py --dry-run (config with PROFILE, default
+# h200-fp8; probe; plan) -> the plan's argv.quantize, run as the build would (cwd = staging) ->
 # the exported TensorRT-LLM checkpoint's config.json (architecture, dtype, mapping,
-# quantization) and rank files on stdout. Exit 1 when a step fails, 2 on bad arguments.
+# quantization) and rank files on stdout, then the quality table. Exit 1 when a step fails, 2 on
+# bad arguments. The quality gate measures the step on the 64 samples after the 64 calibration
+# ones; a random model has no quality to keep, so the step runs with --accept-quality-loss.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -37,21 +39,21 @@ main() {
   mkdir -p -- "${work}"
   "${PYTHON}" "${REPO_ROOT}/scripts/dev/tiny_models.py" model --family llama \
     --out "${work}/tiny" --dtype bfloat16 >/dev/null || die 1 "tiny model"
-  for i in $(seq 1 64); do
+  for i in $(seq 1 128); do
     printf '{"text": "Calibration sample %d: the quick brown fox jumps over the lazy dog."}\n' "${i}"
   done >"${work}/calib.jsonl"
-  sed -e "s|dataset: null|dataset: ${work}/calib.jsonl|" -e 's|max_seq_len: 8192|max_seq_len: 256|' \
+  sed -e "0,/dataset: null/s||dataset: ${work}/calib.jsonl|" -e 's|max_seq_len: 8192|max_seq_len: 256|' \
     -e 's|max_input_len: 4096|max_input_len: 128|' -e 's|num_samples: 512|num_samples: 64|' \
     -e 's|  max_seq_len: 512|  max_seq_len: 64|' \
     "${REPO_ROOT}/configs/export/tensorrt_llm.yaml" >"${work}/cfg.yaml"
-  "${PYTHON}" "${LIB}/build_config.py" --config "${work}/cfg.yaml" --profile "${profile}" \
-    >"${work}/config.json" || die 2 "config"
-  "${PYTHON}" "${LIB}/probe.py" >"${work}/facts.json" || die 1 "probe"
-  "${PYTHON}" "${LIB}/plan.py" --config-json "${work}/config.json" --facts-json "${work}/facts.json" \
-    --model-dir "${work}/tiny" --staging "${work}/stage" >"${work}/plan.json" || die 1 "plan"
-  "${PYTHON}" "${LIB}/plan.py" show --plan "${work}/plan.json" >&2
-  mapfile -d '' -t argv < <("${PYTHON}" "${LIB}/plan.py" argv --plan "${work}/plan.json" --step quantize)
-  ((${#argv[@]} > 0)) || die 1 "the plan has no quantize step (is TensorRT-LLM installed here?)"
+  mkdir -p -- "${work}/plan"
+  "${PYTHON}" "${LIB}/prepare.py" --config="${work}/cfg.yaml" --profile="${profile}" \
+    --model-dir="${work}/tiny" --output="${work}/out/tiny" --staging="${work}/stage" \
+    --cache-dir="${work}/cache" --work-dir="${work}/plan" --dry-run --accept-quality-loss >&2 ||
+    die 1 "prepare"
+  [[ -s "${work}/plan/argv.quantize" ]] ||
+    die 1 "the plan has no quantize step (is TensorRT-LLM installed here?)"
+  mapfile -d '' -t argv <"${work}/plan/argv.quantize"
   mkdir -p -- "${work}/stage"
   (cd "${work}/stage" && "${argv[@]}") || die 1 "quantize step failed: ${argv[*]}"
   "${PYTHON}" -c 'import json, sys
@@ -59,6 +61,8 @@ c = json.load(open(sys.argv[1]))
 print(json.dumps({k: c.get(k) for k in ("architecture", "dtype", "mapping", "quantization")}))' \
     "${work}/stage/checkpoint/config.json" || die 1 "no TensorRT-LLM checkpoint config.json"
   ls -l -- "${work}/stage/checkpoint"
+  "${PYTHON}" -c 'import sys; sys.path.insert(0, sys.argv[1]); import quality_report as q
+print(q.table(q.load_report(sys.argv[2])), end="")' "${LIB}" "${work}/stage/logs/quality.json"
 }
 
 main "$@"

@@ -60,6 +60,18 @@ HINT_CASES = [
     ("OSError: [Errno 28] No space left on device", 1, "disk_full", "--output"),
     ("run_step: command not found: trtllm-build", 127, "tool_missing", "TRTLLM_EXAMPLES_DIR"),
     ("ModuleNotFoundError: No module named 'tensorrt_llm'", 1, "tool_missing", "PYTHON=python3"),
+    (
+        "modelopt_quantize: error: quality gate failed: perplexity +54.8% is over the gate's +20%",
+        1,
+        "quality_gate",
+        "--accept-quality-loss",
+    ),
+    (
+        "modelopt_quantize: error: quality eval: 3 of 64 eval samples have 2 or more tokens",
+        1,
+        "quality_eval",
+        "quantization.eval.dataset",
+    ),
 ]
 
 

@@ -15,6 +15,8 @@ from typing import ClassVar
 
 import modelopt_quantize as mq
 import pytest
+from errors import ExportError
+from text_samples import read_samples
 
 LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -138,31 +140,34 @@ def test_check_layout_cli_exit_codes(fp8_export: Path, tmp_path: Path, capsys):
 
 
 def test_calibration_files(tmp_path: Path):
+    """The one reader of sample text (lib/text_samples.py) that the step and the plan use."""
     jsonl = tmp_path / "c.jsonl"
     jsonl.write_text(
         '{"text": "alpha"}\n\n{"prompt": "beta"}\n'
         '{"messages": [{"role": "user", "content": "gamma"}]}\n{"text": "delta"}\n'
     )
-    assert mq.read_calibration(jsonl, 3) == ["alpha", "beta", "gamma"]
+    assert read_samples(jsonl, 3) == ["alpha", "beta", "gamma"]
     txt = tmp_path / "c.txt"
     txt.write_text("one\n\ntwo\n")
-    assert mq.read_calibration(txt, 10) == ["one", "two"]
+    assert read_samples(txt, 10) == ["one", "two"]
 
 
 @pytest.mark.parametrize(
     ("name", "body", "needle"),
     [
-        ("c.jsonl", "{not json}\n", "not JSON"),
+        ("c.jsonl", "{not json}\n", "c.jsonl:1: not JSON"),
         ("c.jsonl", '{"id": 1}\n', "no text"),
-        ("c.csv", "a,b\n", ".jsonl or .txt"),
+        ("c.csv", "a,b\n", ".jsonl, .json or .txt"),
         ("c.txt", "\n\n", "no calibration samples"),
+        ("c.json", '{"text": "a"}', "expected a JSON list"),
     ],
 )
 def test_bad_calibration_files(tmp_path: Path, name, body, needle):
     path = tmp_path / name
     path.write_text(body)
-    with pytest.raises(mq.QuantizeError, match=needle):
-        mq.read_calibration(path, 8)
+    with pytest.raises(ExportError, match=needle) as err:
+        read_samples(path, 8)
+    assert err.value.code == 2
 
 
 def _argv(model: Path, out: Path, calib: Path) -> list[str]:

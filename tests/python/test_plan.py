@@ -15,6 +15,7 @@ import modelopt_quantize
 import plan
 import prepare
 import pytest
+import quality_gate
 import typed_configs as configs
 import yaml
 from build_config import BuildConfig
@@ -646,6 +647,7 @@ def test_pytorch_backend_uses_its_planner_and_keeps_checks(base_config, models, 
     expected = pytorch_plan.plan_steps(
         typed(doc), "python3", str(models["qwen2.5-7b"].resolve()), "/stage"
     )
+    quality_gate.plan_quality(typed(doc), expected, "/stage")  # + the quality gate's flags
     assert p["steps"] == expected
     assert p["family"] is None and p["backend"] == "pytorch"
     assert {"tp_heads", "weights_fit", "kv_capacity"} <= {c["id"] for c in p["checks"]}

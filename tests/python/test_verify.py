@@ -340,3 +340,52 @@ def test_golden_is_skipped_after_a_failed_check(pytorch_artifact, tmp_path, monk
         if c["id"] == "golden"
     )
     assert golden["status"] == "skip" and "earlier check failed" in golden["message"]
+
+
+# --------------------------------------------------------------------------- quality
+
+
+def _with_quality(art: Path, passed: bool) -> Path:
+    import quality_report
+
+    metrics = {
+        "reference_perplexity": 17.83,
+        "quantized_perplexity": 18.27 if passed else 27.61,
+        "perplexity_increase_pct": 2.5 if passed else 54.8,
+        "token_agreement_pct": 89.3 if passed else 66.2,
+        "kl_mean": 0.037 if passed else 0.434,
+        "kl_top_k": 1024,
+        "reference_tail_mass_mean": 0.02,
+        "positions": 16320,
+        "reference_seconds": 1.0,
+        "quantized_seconds": 1.0,
+    }
+    data = {"file": "/d/c.jsonl", "held_out": True, "first_sample": 512, "requested": 64}
+    data |= {"samples": 64, "dropped_short": 0, "seq_len": 256, "tokens": 1, "positions": 1}
+    context = {"mode": "fp8", "kv_cache_dtype": "fp8", "device": "cuda"}
+    doc = json.loads((art / "build.json").read_text())
+    doc["quality"] = quality_report.make_report(metrics, data, context, (8.0, 80.0, True))
+    (art / "build.json").write_text(json.dumps(doc))
+    return art
+
+
+@pytest.mark.parametrize(("passed", "status"), [(True, "pass"), (False, "warn")])
+def test_the_quality_the_build_measured_is_reported_with_its_table(
+    pytorch_artifact, tmp_path, capsys, passed, status
+):
+    art = _with_quality(pytorch_artifact(mode="fp8"), passed)
+    code, report = run(art, tmp_path, facts())
+    assert code == 0  # the quality line never fails a verify: the build decided
+    assert verdicts(report)["quality"] == status
+    out = capsys.readouterr().out
+    assert "quality of fp8 (kv fp8) vs the unquantized model" in out
+    assert ("published anyway (--accept-quality-loss)" in out) is not passed
+
+
+def test_a_quantized_build_without_a_quality_report_says_it_was_not_measured(
+    pytorch_artifact, tmp_path, capsys
+):
+    code, report = run(pytorch_artifact(mode="fp8"), tmp_path, facts())
+    check = next(c for c in report["checks"] if c["id"] == "quality")
+    assert check["status"] == "warn" and "quality not measured" in check["message"]
+    assert code == 0 and "quality of" not in capsys.readouterr().out

@@ -55,6 +55,7 @@ except ModuleNotFoundError as _missing:
 import versions
 from lora_config import LoraSection
 from lora_config import rules as lora_rules
+from quality_config import QuantEval
 
 SCHEMA_VERSION = 1
 PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -165,6 +166,10 @@ class Quantization(_Model):
     mode: QuantMode
     kv_cache_dtype: Literal["auto", "fp8", "int8"]
     calibration: Calibration
+    eval: QuantEval = Field(  # the quality gate (quality_config.py); optional in the YAML
+        default_factory=QuantEval,
+        description="what a quantized build is measured on and the quality it must keep",
+    )
 
 
 class Runtime(_Model):

@@ -34,6 +34,21 @@ def _sig(id_: str, pattern: str, hint: str) -> Signature:
 
 
 SIGNATURES: tuple[Signature, ...] = (
+    _sig(  # modelopt_quantize.py's quality gate (quality.py)
+        "quality_gate",
+        r"quality gate failed:",
+        "the quantized model lost more quality than quantization.eval.gate allows (the table "
+        "above; logs/quality.json in the kept staging dir): try a milder quantization.mode (fp8), "
+        "calibration data like your traffic (quantization.calibration.dataset), or publish anyway "
+        "with --accept-quality-loss (make engine ... ACCEPT_QUALITY_LOSS=1)",
+    ),
+    _sig(
+        "quality_eval",
+        r"quality eval: ",
+        "too few eval samples for the quality gate once tokenized (each needs 2 tokens or more): "
+        "add samples, lower quantization.calibration.num_samples (the eval holds out the samples "
+        "after them), or set quantization.eval.dataset to a file of held-out text",
+    ),
     _sig(
         "version_tag_mismatch",
         r"Version tag does not match|Serialization assertion|deserializ\w* .*failed",

@@ -34,6 +34,7 @@ import lora_plan
 import model_checks
 import model_files
 import pytorch_plan
+import quality_gate
 import step_checks
 import versions
 from build_config import BuildConfig
@@ -126,6 +127,7 @@ class Planner:
         self.examples = examples if examples.startswith("$") else str(Path(examples).absolute())
         self.checks: list[Check] = []
         self.notes: list[str] = []
+        self.quality: dict | None = None  # the quality gate (quality_gate.py)
         self.steps: list[dict] = []
         self.route: str | None = None
         self.cache_file: str | None = None
@@ -339,6 +341,19 @@ class Planner:
             self.fail("model_config", str(err), "a complete config.json in the model dir")
             return None
 
+    def calibrates(self) -> bool:
+        """Whether a planned step calibrates on sample text (the calibration check's subject)."""
+        if self.cfg.backend != "engine":
+            return any(s["name"] == "quantize" for s in self.steps)
+        return self.route in ("quantize", "modelopt") or (
+            self.route == "convert" and any(s["name"] == "calib" for s in self.steps)
+        )
+
+    def add_quality(self) -> None:
+        """The quality gate: what the ModelOpt step(s) measure, their flags, the check."""
+        self.quality, found = quality_gate.plan_quality(self.cfg, self.steps, self.staging)
+        self.checks += found
+
 
 def make_plan(
     cfg: BuildConfig,
@@ -385,20 +400,16 @@ def make_plan(
         p.checks += model_checks.structure_checks(cfg, shape, family, gpu, p.machine)
     if estimate:
         p.checks += model_checks.estimate_checks(cfg, model_config, gpu, estimate, facts, p.machine)
-    calibrates = p.route in ("quantize", "modelopt") or (
-        p.route == "convert" and any(s["name"] == "calib" for s in p.steps)
-    )
-    if not engine:
-        calibrates = any(s["name"] == "quantize" for s in p.steps)
     p.checks += [
         c
         for c in env_checks.run_checks(
-            cfg, facts, require_machine=not dry_run, calibrates=calibrates
+            cfg, facts, require_machine=not dry_run, calibrates=p.calibrates()
         )
         if c["id"] in ENVIRONMENT_CHECKS
     ]
     if p.installed and engine and p.steps:
         p.checks.append(model_checks.installed_parser_check(p.steps[-1]["argv"]))
+    p.add_quality()
     return _document(p, model_config, family, gpu, dtype, estimate)
 
 
@@ -443,6 +454,7 @@ def _document(p: Planner, model_config, family, gpu, dtype, estimate) -> dict:
             "kv_cache_dtype": cfg.quantization.kv_cache_dtype,
             "route": p.route,
         },
+        "quality": p.quality,
         "python": p.python,
         "examples_dir": p.examples if engine else None,
         "staging": p.staging,
@@ -504,6 +516,7 @@ def show(plan: dict) -> str:
     checks = plan.get("checks") or []
     lines += ["", "checks", *render_checks(checks), "  " + summary_line(checks)]
     lines += _estimate_lines(plan.get("estimates"))
+    lines += quality_gate.plan_lines(plan.get("quality"))
     lines += [f"note: {note}" for note in plan.get("notes") or []]
     return "\n".join(lines) + "\n"
 

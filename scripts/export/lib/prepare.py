@@ -2,16 +2,19 @@
 
 Usage (build_tensorrt_llm.sh runs it; the stages it reports are config, probe, plan):
   prepare.py --config FILE [--profile P] --model-dir D --output DIR --staging D --cache-dir D
-             --work-dir D [--dry-run] [--json]
+             --work-dir D [--dry-run] [--json] [--accept-quality-loss]
 
 Writes into --work-dir, for the build script:
   plan.json    the plan document: schema_version, config (the resolved config, its source,
                profile and hash), facts, plan (steps, checks, estimates), inputs (build_id,
                identity, model fingerprint, adapter), status; publish.py reads it back
   steps        the step names, one a line      argv.<step>   that step's argv, NUL-separated
-  build_id     the build_id        status   absent|incomplete|same|damaged|different
+  build_id     the build_id        status   absent|incomplete|same|damaged|different|over_gate
   dirs         directories the build creates before its steps (the timing cache's)
   stages.tsv   NAME<TAB>SECONDS<TAB>ok per stage, for build.json
+--accept-quality-loss: the steps with a quality gate get the flag in their argv (plan.json and
+argv.<step>), after build_id was computed without it; status over_gate: the output holds this
+build, published over its quality gate with the flag, and this run does not accept the loss.
 Stdout: nothing, or with --dry-run the plan (--json: plan.json); stderr: one line per stage.
 Exit codes: 0 ready to build (or a dry run whose checks passed), 2 bad input or a failed check
 (one line each, with file:line: key where a config key is at fault; a dry run still prints the
@@ -30,6 +33,7 @@ import build_config
 import manifest
 import plan as planning
 import probe
+import quality_gate
 import swap
 from errors import ExportError, check_error_line, failures, report
 
@@ -81,7 +85,9 @@ def prepare(args: argparse.Namespace, stages: Stages) -> dict:
                 "build that was stopped",
                 file=sys.stderr,
             )
+    _accept_quality_loss(args, doc)
     status, damage = manifest.output_status(args.output, inputs["build_id"])
+    status = quality_gate.status_with_gate(status, args.output, args.accept_quality_loss)
     if status == "damaged":
         print(
             f"{PROG}: {args.output} holds this build but is damaged ({_damage(damage)}): it "
@@ -98,6 +104,15 @@ def prepare(args: argparse.Namespace, stages: Stages) -> dict:
         "output": str(args.output),
         "status": status,
     }
+
+
+def _accept_quality_loss(args: argparse.Namespace, plan: dict) -> None:
+    if args.accept_quality_loss and not quality_gate.accept_quality_loss(plan):
+        print(
+            f"{PROG}: note: --accept-quality-loss changes nothing: no step of this plan measures "
+            "quality",
+            file=sys.stderr,
+        )
 
 
 def _damage(details: dict) -> str:
@@ -132,6 +147,11 @@ def dry_run_summary(doc: dict) -> str:
         return f"dry run: nothing was written; the build would create {output}"
     if status == "same":
         return f"dry run: nothing was written; {output} is up to date (build {short})"
+    if status == "over_gate":
+        return (
+            f"dry run: nothing was written; {output} holds this build, published over its "
+            "quality gate: the real run needs --accept-quality-loss to keep it (or --force)"
+        )
     return f"dry run: nothing was written; {output} holds another build: the real run needs --force"
 
 
@@ -143,6 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.add_argument(flag, type=Path, required=True)
     parser.add_argument("--dry-run", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--accept-quality-loss", action="store_true")
     args = parser.parse_args(argv)
     stages = Stages(args.work_dir)
     try:

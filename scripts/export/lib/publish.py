@@ -7,7 +7,8 @@ Reads the plan document prepare.py wrote (<work-dir>/plan.json). Backend engine:
 engine layout, copies the tokenizer files, chat template and generation config into tokenizer/
 and checks that they load. Backend pytorch: bundle.py links the checkpoint in and writes
 llm_api_options.yaml. Both: serve.sh, files readable by everyone (0644, scripts 0755), build.json
-last (every file with its size and sha256), then the staging dir takes the output's place:
+last (every file with its size and sha256; "quality": the quantize step's quality report,
+quality_report.py), then the staging dir takes the output's place:
 one rename for a new output; for --force an exchange of the two dirs where the kernel has it
 (renameat2), else the old one is moved aside first and the next build restores it if this one
 is killed in between. Prints the output dir. Exit 2 bad input, 1 a failed publish (one line
@@ -28,6 +29,7 @@ import bundle
 import lora_package
 import manifest
 import model_files
+import quality_report
 import serve_script
 import swap
 import tokenizer_check
@@ -224,6 +226,7 @@ def publish(args: argparse.Namespace) -> Path:
     artifact["files"] = artifact_files.describe(staging)
     stages = artifact_files.read_stages(args.work_dir / "stages.tsv")
     record = build_manifest(doc, output.name, artifact, serve, stages)
+    record["quality"] = quality_report.manifest_entry(staging)  # None: nothing was measured
     if part is not None:  # the bundle's own record (backend pytorch)
         record["bundle"] = part
     record["lora"] = lora_part(plan, staging)

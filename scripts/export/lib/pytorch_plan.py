@@ -42,6 +42,17 @@ def problems(cfg: BuildConfig) -> list[tuple[str, str]]:
     return []
 
 
+def calibration_path(cfg: BuildConfig) -> str:
+    """The calibration file as the step reads it: absolute, since the step runs in the staging
+    dir and a relative path in the config is from the directory the build was started in."""
+    dataset = cfg.quantization.calibration.dataset
+    return (
+        str(Path(dataset).expanduser().absolute())
+        if dataset
+        else "<quantization.calibration.dataset>"
+    )
+
+
 def plan_steps(
     cfg: BuildConfig, python: str, model_dir: Path | str, staging: Path | str
 ) -> list[dict]:
@@ -62,7 +73,7 @@ def plan_steps(
         "--kv-cache-dtype",
         "fp8" if q.kv_cache_dtype == "fp8" else "none",
         "--calib-data",
-        str(q.calibration.dataset or "<quantization.calibration.dataset>"),
+        calibration_path(cfg),
         "--calib-size",
         str(q.calibration.num_samples),
         "--calib-max-seq-len",

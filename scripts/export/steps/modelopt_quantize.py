@@ -5,18 +5,32 @@ Usage:
   modelopt_quantize.py --model-dir D --output-dir D --qformat fp8|nvfp4|int4_awq|w4a8_awq
                        --kv-cache-dtype fp8|none --calib-data FILE --calib-size N
                        --calib-max-seq-len L --export trtllm|hf --tp-size N --pp-size N --dtype D
+                       [--quality-report FILE --eval-size N --eval-seq-len L [--eval-data FILE]
+                        --max-ppl-increase-pct X --min-token-agreement-pct Y
+                        [--accept-quality-loss]]
   modelopt_quantize.py check-layout DIR --qformat fp8 [--kv-cache-dtype fp8|none] [--json]
 
 Quantize (needs a CUDA GPU, torch, transformers and nvidia-modelopt): loads the model with
-transformers, calibrates on the first N samples of a local file (.jsonl: one JSON object per
-line with "text", "prompt" or "messages"; .txt: one sample per non-empty line; nothing is
-downloaded), runs mtq.quantize with ModelOpt's preset for the format (FP8_DEFAULT_CFG,
-NVFP4_DEFAULT_CFG, INT4_AWQ_CFG, W4A8_AWQ_BETA_CFG; plus FP8_KV_CFG for an FP8 KV cache), then
-exports with export_hf_checkpoint (--export hf: the unified HF checkpoint that trtllm-serve,
-vLLM and SGLang load, with hf_quant_config.json) or export_tensorrt_llm_checkpoint (--export
-trtllm: a TensorRT-LLM checkpoint for trtllm-build; deprecated in ModelOpt 0.48). The export is
-written to OUTPUT.partial and renamed to OUTPUT when complete; OUTPUT must not exist. One status
-line per stage on stderr; a JSON report (timings, sizes, peak GPU memory) on stdout.
+transformers, calibrates on the first N samples of a local .jsonl, .json or .txt file (read by
+lib/text_samples.py, the one reader of sample text; nothing is downloaded), runs mtq.quantize
+with ModelOpt's preset for the format (FP8_DEFAULT_CFG, NVFP4_DEFAULT_CFG, INT4_AWQ_CFG,
+W4A8_AWQ_BETA_CFG; plus FP8_KV_CFG for an FP8 KV cache), then exports with export_hf_checkpoint
+(--export hf: the unified HF checkpoint that trtllm-serve, vLLM and SGLang load, with
+hf_quant_config.json) or export_tensorrt_llm_checkpoint (--export trtllm: a TensorRT-LLM
+checkpoint for trtllm-build; deprecated in ModelOpt 0.48). The export is written to
+OUTPUT.partial and renamed to OUTPUT when complete; OUTPUT must not exist. One status line per
+stage on stderr, each starting with '==> ' (the build relays them); a JSON report (timings,
+sizes, peak GPU memory, the quality report) on stdout. ModelOpt's CUDA extensions are loaded
+before calibration, with a line saying that a machine's first run compiles them.
+
+Quality gate (--quality-report; lib/quality.py, lib/quality_gate.py): before mtq.quantize the
+unquantized model runs over the eval samples (--eval-data, else the --eval-size samples of
+--calib-data after the --calib-size that calibration uses), after it the quantized one;
+perplexity of both, greedy token agreement and KL go to FILE (written first). Over the gate
+(perplexity increase above X percent, or agreement under Y percent) the step exits 1 before
+exporting anything, unless --accept-quality-loss, which exports and records it.
+QUANTIZE_DEVICE=cpu runs without a GPU (a stand-in quantizer in tests; ModelOpt's own
+calibration needs CUDA).
 
 check-layout (CPU, reads safetensors headers only): the exported HF checkpoint has
 config.json with quantization_config (quant_method modelopt, the right quant_algo),
@@ -32,11 +46,18 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import struct
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+import quality  # the quality measurement and gate (--quality-report)
+from errors import ExportError
+from text_samples import read_samples
 
 SCHEMA_VERSION = 1
 PROG = "modelopt_quantize"
@@ -47,65 +68,16 @@ QFORMATS = {
     "w4a8_awq": ("W4A8_AWQ_BETA_CFG", "W4A8_AWQ"),
 }
 DTYPES = ("auto", "bfloat16", "float16", "float32")
-TEXT_KEYS = ("text", "prompt", "content")
 
 
-class QuantizeError(Exception):
-    """A domain error with its exit code (2 bad input, 1 run-time failure)."""
+class QuantizeError(ExportError):
+    """The step's ExportError (2 bad input, 1 run-time failure)."""
 
     def __init__(self, message: str, code: int = 2):
-        super().__init__(message)
-        self.code = code
+        super().__init__(message, code=code, id="quantize")
 
 
-def status(message: str) -> None:
-    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
-
-
-# --- calibration data --------------------------------------------------------------------------
-
-
-def _sample_text(obj: object, where: str) -> str:
-    if isinstance(obj, str):
-        return obj
-    if isinstance(obj, dict):
-        for key in TEXT_KEYS:
-            if isinstance(obj.get(key), str):
-                return obj[key]
-        if isinstance(obj.get("messages"), list):
-            parts = [m.get("content", "") for m in obj["messages"] if isinstance(m, dict)]
-            return "\n".join(p for p in parts if isinstance(p, str))
-    raise QuantizeError(
-        f"{where}: no text in this sample (want one of {', '.join(TEXT_KEYS)} or messages)"
-    )
-
-
-def read_calibration(path: Path, limit: int) -> list[str]:
-    """The first `limit` non-empty samples of a local .jsonl or .txt file."""
-    if not path.is_file():
-        raise QuantizeError(f"calibration file not found: {path}")
-    samples: list[str] = []
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, 1):
-            line = line.strip()
-            if not line:
-                continue
-            if path.suffix == ".jsonl":
-                try:
-                    text = _sample_text(json.loads(line), f"{path}:{lineno}")
-                except json.JSONDecodeError as exc:
-                    raise QuantizeError(f"{path}:{lineno}: not JSON: {exc.msg}") from exc
-            elif path.suffix == ".txt":
-                text = line
-            else:
-                raise QuantizeError(f"{path}: calibration data must be .jsonl or .txt")
-            if text.strip():
-                samples.append(text)
-            if len(samples) >= limit:
-                break
-    if not samples:
-        raise QuantizeError(f"{path}: no calibration samples")
-    return samples
+status = quality.say  # '==> ' progress lines, relayed by the build as they come
 
 
 # --- quantize (GPU) ----------------------------------------------------------------------------
@@ -128,19 +100,7 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def quantize(args: argparse.Namespace) -> dict:
-    """Load, calibrate, quantize, export. Returns the report."""
-    report: dict = {
-        "schema_version": SCHEMA_VERSION,
-        "qformat": args.qformat,
-        "kv_cache_dtype": args.kv_cache_dtype,
-        "export": args.export,
-        "model_dir": str(args.model_dir),
-        "output_dir": str(args.output_dir),
-        "durations_s": {},
-    }
-    started = time.monotonic()
-    samples = read_calibration(args.calib_data, args.calib_size)
+def _libraries() -> SimpleNamespace:
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -152,19 +112,120 @@ def quantize(args: argparse.Namespace) -> dict:
         from modelopt.torch.export import export_hf_checkpoint, export_tensorrt_llm_checkpoint
     except ImportError as exc:
         raise QuantizeError(f"needs nvidia-modelopt (pip install nvidia-modelopt): {exc}") from exc
-    if not torch.cuda.is_available():
-        raise QuantizeError("ModelOpt calibration needs a CUDA GPU; none is visible")
-    report["versions"] = {"torch": torch.__version__, "modelopt": modelopt.__version__}
+    return SimpleNamespace(
+        torch=torch,
+        model_cls=AutoModelForCausalLM,
+        tokenizer_cls=AutoTokenizer,
+        modelopt=modelopt,
+        mtq=mtq,
+        export_hf=export_hf_checkpoint,
+        export_trtllm=export_tensorrt_llm_checkpoint,
+    )
 
+
+def _device(torch) -> str:
+    """QUANTIZE_DEVICE: cuda (default; what ModelOpt's calibration needs) or cpu (a stand-in
+    quantizer in tests, small models)."""
+    device = os.environ.get("QUANTIZE_DEVICE", "cuda")
+    if device not in ("cuda", "cpu"):
+        raise QuantizeError(f"QUANTIZE_DEVICE must be cuda or cpu, got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise QuantizeError("ModelOpt calibration needs a CUDA GPU; none is visible")
+    return device
+
+
+def _load(lib, args, device: str, report: dict):
     t0 = time.monotonic()
     status(f"load: {args.model_dir}")
-    dtype = "auto" if args.dtype == "auto" else getattr(torch, args.dtype)
-    tokenizer = AutoTokenizer.from_pretrained(args.model_dir)
-    model = AutoModelForCausalLM.from_pretrained(args.model_dir, dtype=dtype).cuda().eval()
-    torch.cuda.reset_peak_memory_stats()
+    dtype = "auto" if args.dtype == "auto" else getattr(lib.torch, args.dtype)
+    tokenizer = lib.tokenizer_cls.from_pretrained(args.model_dir)
+    model = lib.model_cls.from_pretrained(args.model_dir, dtype=dtype).to(device).eval()
+    if device == "cuda":
+        lib.torch.cuda.reset_peak_memory_stats()
     report["durations_s"]["load"] = round(time.monotonic() - t0, 3)
     report["parameters"] = sum(p.numel() for p in model.parameters())
+    return model, tokenizer
 
+
+def _prepare_extensions(report: dict) -> None:
+    """Load ModelOpt's CUDA extensions before calibration, saying why the first run is slow."""
+    try:
+        from modelopt.torch.quantization import extensions
+    except ImportError:
+        return
+    status(
+        "ModelOpt CUDA extensions: loading (a machine's first run compiles them: about a minute)"
+    )
+    t0 = time.monotonic()
+    for name in ("get_cuda_ext", "get_cuda_ext_fp8"):
+        loader = getattr(extensions, name, None)
+        if loader is not None:
+            loader()
+    report["durations_s"]["cuda_extensions"] = round(time.monotonic() - t0, 3)
+    status(f"ModelOpt CUDA extensions: ready in {time.monotonic() - t0:.1f} s")
+
+
+def _calibrate_quantize(lib, model, args, batches: list, device: str, report: dict):
+    def forward_loop(m) -> None:
+        step = max(1, len(batches) // 10)
+        with lib.torch.no_grad():
+            for i, ids in enumerate(batches, 1):
+                m(ids.to(device))
+                if i % step == 0 or i == len(batches):
+                    status(f"calibrate: {i}/{len(batches)} samples")
+
+    _prepare_extensions(report)
+    t0 = time.monotonic()
+    status(f"quantize: {args.qformat} (kv cache {args.kv_cache_dtype})")
+    config = _quant_config(lib.mtq, args.qformat, args.kv_cache_dtype)
+    model = lib.mtq.quantize(model, config, forward_loop)
+    if device == "cuda":
+        lib.torch.cuda.synchronize()
+    report["durations_s"]["calibrate_quantize"] = round(time.monotonic() - t0, 3)
+    return model
+
+
+def _export(lib, model, tokenizer, args, report: dict) -> None:
+    t0 = time.monotonic()
+    partial = args.output_dir.with_name(args.output_dir.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial)
+    status(f"export: {args.export} -> {args.output_dir}")
+    with lib.torch.inference_mode():
+        if args.export == "hf":
+            lib.export_hf(model, export_dir=partial)
+            tokenizer.save_pretrained(partial)
+        else:
+            lib.export_trtllm(
+                model,
+                decoder_type=model.config.model_type,
+                dtype=model.dtype,
+                export_dir=partial,
+                inference_tensor_parallel=args.tp_size,
+                inference_pipeline_parallel=args.pp_size,
+            )
+    partial.rename(args.output_dir)
+    report["durations_s"]["export"] = round(time.monotonic() - t0, 3)
+
+
+def quantize(args: argparse.Namespace) -> dict:
+    """Load, calibrate, quantize, (measure and gate,) export. Returns the report."""
+    report: dict = {
+        "schema_version": SCHEMA_VERSION,
+        "qformat": args.qformat,
+        "kv_cache_dtype": args.kv_cache_dtype,
+        "export": args.export,
+        "model_dir": str(args.model_dir),
+        "output_dir": str(args.output_dir),
+        "durations_s": {},
+    }
+    started = time.monotonic()
+    samples = read_samples(args.calib_data, args.calib_size)
+    check = quality.QualityCheck.from_args(args) if args.quality_report else None
+    lib = _libraries()
+    device = _device(lib.torch)
+    report["versions"] = {"torch": lib.torch.__version__, "modelopt": lib.modelopt.__version__}
+    model, tokenizer = _load(lib, args, device, report)
     batches = [
         tokenizer(
             text, return_tensors="pt", truncation=True, max_length=args.calib_max_seq_len
@@ -177,44 +238,17 @@ def quantize(args: argparse.Namespace) -> dict:
         "tokens": int(sum(b.shape[1] for b in batches)),
         "max_seq_len": args.calib_max_seq_len,
     }
-
-    def forward_loop(m) -> None:
-        step = max(1, len(batches) // 10)
-        with torch.no_grad():
-            for i, ids in enumerate(batches, 1):
-                m(ids.cuda())
-                if i % step == 0 or i == len(batches):
-                    status(f"calibrate: {i}/{len(batches)} samples")
-
-    t0 = time.monotonic()
-    status(f"quantize: {args.qformat} (kv cache {args.kv_cache_dtype})")
-    model = mtq.quantize(model, _quant_config(mtq, args.qformat, args.kv_cache_dtype), forward_loop)
-    torch.cuda.synchronize()
-    report["durations_s"]["calibrate_quantize"] = round(time.monotonic() - t0, 3)
-
-    t0 = time.monotonic()
-    partial = args.output_dir.with_name(args.output_dir.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial)
-    status(f"export: {args.export} -> {args.output_dir}")
-    with torch.inference_mode():
-        if args.export == "hf":
-            export_hf_checkpoint(model, export_dir=partial)
-            tokenizer.save_pretrained(partial)
-        else:
-            export_tensorrt_llm_checkpoint(
-                model,
-                decoder_type=model.config.model_type,
-                dtype=model.dtype,
-                export_dir=partial,
-                inference_tensor_parallel=args.tp_size,
-                inference_pipeline_parallel=args.pp_size,
-            )
-    partial.rename(args.output_dir)
-    report["durations_s"]["export"] = round(time.monotonic() - t0, 3)
+    if check:
+        check.reference(model, tokenizer, device)
+    model = _calibrate_quantize(lib, model, args, batches, device, report)
+    if check:
+        # raises when over the gate
+        report["quality"] = check.measure(model, device, dict(report["durations_s"]))
+    _export(lib, model, tokenizer, args, report)
     report["durations_s"]["total"] = round(time.monotonic() - started, 3)
-    report["peak_gpu_memory_bytes"] = int(torch.cuda.max_memory_allocated())
-    report["gpu"] = torch.cuda.get_device_name(0)
+    if device == "cuda":
+        report["peak_gpu_memory_bytes"] = int(lib.torch.cuda.max_memory_allocated())
+        report["gpu"] = lib.torch.cuda.get_device_name(0)
     report["bytes"] = {"input": _dir_bytes(args.model_dir), "output": _dir_bytes(args.output_dir)}
     return report
 
@@ -419,7 +453,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tp-size", type=int, required=True)
     parser.add_argument("--pp-size", type=int, required=True)
     parser.add_argument("--dtype", required=True, choices=DTYPES)
+    _quality_arguments(parser.add_argument_group("quality gate (all or none)"))
     return parser
+
+
+def _quality_arguments(group) -> None:
+    group.add_argument("--quality-report", type=Path, help="measure; write the report here")
+    group.add_argument(
+        "--eval-data", type=Path, help="eval text (default: calibration samples after --calib-size)"
+    )
+    group.add_argument("--eval-size", type=int, help="eval samples")
+    group.add_argument("--eval-seq-len", type=int, help="tokens per eval sample (most)")
+    group.add_argument("--max-ppl-increase-pct", type=float, help="gate: largest increase")
+    group.add_argument("--min-token-agreement-pct", type=float, help="gate: smallest agreement")
+    group.add_argument(
+        "--accept-quality-loss", action="store_true", help="export even when over the gate"
+    )
+
+
+def _check_quality_args(args: argparse.Namespace) -> None:
+    needed = ("eval_size", "eval_seq_len", "max_ppl_increase_pct", "min_token_agreement_pct")
+    if args.quality_report is None:
+        given = [n for n in (*needed, "eval_data") if getattr(args, n) is not None]
+        if given or args.accept_quality_loss:
+            raise QuantizeError("the quality gate flags need --quality-report PATH")
+        return
+    missing = [f"--{n.replace('_', '-')}" for n in needed if getattr(args, n) is None]
+    if missing:
+        raise QuantizeError(f"--quality-report needs {', '.join(missing)}")
+    if args.eval_size < 1 or args.eval_seq_len < 2:
+        raise QuantizeError("--eval-size must be at least 1 and --eval-seq-len at least 2")
+    if args.max_ppl_increase_pct < 0 or not 0 <= args.min_token_agreement_pct <= 100:
+        raise QuantizeError("gate: --max-ppl-increase-pct >= 0, --min-token-agreement-pct 0..100")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -435,6 +500,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in ("calib_size", "calib_max_seq_len", "tp_size", "pp_size"):
             if getattr(args, name) < 1:
                 raise QuantizeError(f"--{name.replace('_', '-')} must be at least 1")
+        _check_quality_args(args)
         if args.export == "hf" and (args.tp_size, args.pp_size) != (1, 1):
             status(
                 "note: --export hf writes one unsharded checkpoint; "
@@ -442,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
             )
         with contextlib.redirect_stdout(sys.stderr):  # ModelOpt prints progress on stdout
             report = quantize(args)
-    except QuantizeError as exc:
+    except ExportError as exc:  # QuantizeError, the reader's and the gate's
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return exc.code
     except (RuntimeError, OSError, ValueError) as exc:  # CUDA OOM, export failures, disk errors

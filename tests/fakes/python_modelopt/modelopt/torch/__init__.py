@@ -1,0 +1,1 @@
+"""modelopt.torch (fake): see modelopt/__init__.py."""
