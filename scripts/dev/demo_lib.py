@@ -50,7 +50,7 @@ def greedy(model, tokenizer, prompts: list[str], max_new_tokens: int) -> list[li
             **batch,
             max_new_tokens=max_new_tokens,
             do_sample=False,
-            pad_token_id=tokenizer.pad_token_id,
+            pad_token_id=pad_id(tokenizer),
             eos_token_id=tokenizer.eos_token_id,
         )
     width = batch["input_ids"].shape[1]
@@ -69,3 +69,10 @@ def load_causal_lm(model_dir: Path | str):
 
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     return model.eval()
+
+
+def pad_id(tokenizer) -> int:
+    """The tokenizer's pad token, else its end-of-text token (a GGUF tokenizer loaded by older
+    transformers releases, 5.17 for one, has no pad token)."""
+    pad = tokenizer.pad_token_id
+    return tokenizer.eos_token_id if pad is None else pad

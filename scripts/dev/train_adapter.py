@@ -128,7 +128,7 @@ def train(args: argparse.Namespace, tokenizer, peft_model, pairs) -> list[float]
     for step in range(1, args.steps + 1):
         chosen = torch.randperm(len(pairs), generator=order)[: args.batch_size].tolist()
         loss = reply_loss(
-            peft_model, *batch_tensors([pairs[i] for i in chosen], tokenizer.pad_token_id)
+            peft_model, *batch_tensors([pairs[i] for i in chosen], demo_lib.pad_id(tokenizer))
         )
         loss.backward()
         optimizer.step()
