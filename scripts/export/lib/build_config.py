@@ -55,7 +55,7 @@ except ModuleNotFoundError as _missing:
 import versions
 from lora_config import LoraSection
 from lora_config import rules as lora_rules
-from quality_config import QuantEval
+from quality_config import QuantEval, local_file
 
 SCHEMA_VERSION = 1
 PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
@@ -153,13 +153,7 @@ class Calibration(_Model):
     @field_validator("dataset")
     @classmethod
     def _local_file(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if re.match(r"^[a-z][a-z0-9+.-]*://", value):
-            raise ValueError(f"must be a local file, not a URL: {value!r}")
-        if not value.endswith((".jsonl", ".json", ".txt", ".parquet")):
-            raise ValueError(f"must be a .jsonl, .json, .txt or .parquet file, got {value!r}")
-        return value
+        return local_file(value, (".jsonl", ".json", ".txt", ".parquet"))
 
 
 class Quantization(_Model):
@@ -542,132 +536,132 @@ def _issue_from_pydantic(err: dict, in_profile: bool = False) -> tuple[str, tupl
 _SECTIONS = _sections_of_keys()
 
 
+# Cross-field rules, in report order: (code, key path, broken(cfg), message(cfg)).
+_CROSS_FIELD_RULES: tuple[tuple[str, tuple, Any, Any], ...] = (
+    (
+        "rule:input_exceeds_seq_len",
+        ("build", "max_input_len"),
+        lambda c: c.build.max_input_len > c.build.max_seq_len,
+        lambda c: (
+            f"{c.build.max_input_len} must be <= build.max_seq_len ({c.build.max_seq_len}): "
+            "max_seq_len counts the prompt plus the output"
+        ),
+    ),
+    (
+        "rule:num_tokens_below_input",
+        ("build", "max_num_tokens"),
+        lambda c: (
+            c.build.max_num_tokens < c.build.max_input_len and not c.runtime.enable_chunked_context
+        ),
+        lambda c: (
+            f"{c.build.max_num_tokens} is below build.max_input_len "
+            f"({c.build.max_input_len}): a full prompt would not fit in one step; raise it or set "
+            "runtime.enable_chunked_context: true"
+        ),
+    ),
+    (
+        "rule:paged_fmha_needs_paged_kv",
+        ("build", "use_paged_context_fmha"),
+        lambda c: c.build.use_paged_context_fmha and c.build.kv_cache_type != "paged",
+        lambda c: f"needs build.kv_cache_type: paged (it is {c.build.kv_cache_type})",
+    ),
+    (
+        "rule:chunked_context_needs_paged_fmha",
+        ("runtime", "enable_chunked_context"),
+        lambda c: c.runtime.enable_chunked_context and not c.build.use_paged_context_fmha,
+        lambda c: (
+            "needs build.use_paged_context_fmha: true (chunks are attended through the "
+            "paged KV cache)"
+        ),
+    ),
+    (
+        "rule:block_reuse_needs_paged_fmha",
+        ("runtime", "enable_block_reuse"),
+        lambda c: c.runtime.enable_block_reuse and not c.build.use_paged_context_fmha,
+        lambda c: (
+            "needs build.use_paged_context_fmha: true (reused KV blocks are read by paged "
+            "context FMHA)"
+        ),
+    ),
+    (
+        "rule:fp8_fmha_needs_fp8_kv",
+        ("build", "use_fp8_context_fmha"),
+        lambda c: c.build.use_fp8_context_fmha and c.quantization.kv_cache_dtype != "fp8",
+        lambda c: f"needs quantization.kv_cache_dtype: fp8 (it is {c.quantization.kv_cache_dtype})",
+    ),
+    (
+        "rule:fp8_fmha_needs_fp8_quant",
+        ("build", "use_fp8_context_fmha"),
+        lambda c: c.build.use_fp8_context_fmha and c.quantization.mode not in {"fp8", "nvfp4"},
+        lambda c: f"needs quantization.mode fp8 or nvfp4 (it is {c.quantization.mode})",
+    ),
+    (
+        "rule:gemm_plugin_needs_quant",
+        ("build", "gemm_plugin"),
+        lambda c: (
+            c.build.gemm_plugin in {"fp8", "nvfp4"} and c.quantization.mode != c.build.gemm_plugin
+        ),
+        lambda c: (
+            f"{c.build.gemm_plugin} GEMMs need quantization.mode: {c.build.gemm_plugin} "
+            f"(it is {c.quantization.mode})"
+        ),
+    ),
+    (
+        "rule:quant_needs_half_dtype",
+        ("dtype",),
+        lambda c: c.quantization.mode != "none" and c.dtype == "float32",
+        lambda c: (
+            f"quantization.mode {c.quantization.mode} works on float16/bfloat16 models; "
+            "set dtype: auto, bfloat16 or float16"
+        ),
+    ),
+    (
+        "rule:workers_exceed_ranks",
+        ("build", "workers"),
+        lambda c: c.build.workers > c.parallel.tp_size * c.parallel.pp_size,
+        lambda c: (
+            f"{c.build.workers} workers for {c.parallel.tp_size * c.parallel.pp_size} "
+            "rank(s): workers build ranks in parallel, so more than tp_size * pp_size only costs "
+            "host RAM"
+        ),
+    ),
+    (
+        "rule:mode_not_on_pytorch",
+        ("quantization", "mode"),
+        lambda c: c.backend == "pytorch" and c.quantization.mode not in PYTORCH_MODES,
+        lambda c: (
+            f"{c.quantization.mode} is not served by the pytorch backend; use one of "
+            f"{', '.join(sorted(PYTORCH_MODES))}, or backend: engine"
+        ),
+    ),
+    (
+        "rule:kv_int8_on_pytorch",
+        ("quantization", "kv_cache_dtype"),
+        lambda c: c.backend == "pytorch" and c.quantization.kv_cache_dtype == "int8",
+        lambda c: "int8 is not served by the pytorch backend; use auto or fp8, or backend: engine",
+    ),
+    (
+        "rule:batch_exceeds_num_tokens",
+        ("build", "max_batch_size"),
+        lambda c: c.backend == "pytorch" and c.build.max_batch_size > c.build.max_num_tokens,
+        lambda c: (
+            f"{c.build.max_batch_size} exceeds build.max_num_tokens "
+            f"({c.build.max_num_tokens}): every scheduled request needs at least one token "
+            "of the step"
+        ),
+    ),
+    (
+        "rule:beam_on_pytorch",
+        ("build", "max_beam_width"),
+        lambda c: c.backend == "pytorch" and c.build.max_beam_width > 1,
+        lambda c: "beam search is planned for the engine backend only; set 1 or backend: engine",
+    ),
+)
+
+
 def _rules(cfg: BuildConfig) -> list[tuple[str, tuple, str]]:
     """Cross-field rules: (code, key path, message)."""
-
-    out: list[tuple[str, tuple, str]] = []
-    b, q, r, p = cfg.build, cfg.quantization, cfg.runtime, cfg.parallel
-    if b.max_input_len > b.max_seq_len:
-        out.append(
-            (
-                "rule:input_exceeds_seq_len",
-                ("build", "max_input_len"),
-                f"{b.max_input_len} must be <= build.max_seq_len ({b.max_seq_len}): "
-                "max_seq_len counts the prompt plus the output",
-            )
-        )
-    if b.max_num_tokens < b.max_input_len and not r.enable_chunked_context:
-        out.append(
-            (
-                "rule:num_tokens_below_input",
-                ("build", "max_num_tokens"),
-                f"{b.max_num_tokens} is below build.max_input_len ({b.max_input_len}): a full "
-                "prompt would not fit in one step; raise it or set "
-                "runtime.enable_chunked_context: true",
-            )
-        )
-    if b.use_paged_context_fmha and b.kv_cache_type != "paged":
-        out.append(
-            (
-                "rule:paged_fmha_needs_paged_kv",
-                ("build", "use_paged_context_fmha"),
-                f"needs build.kv_cache_type: paged (it is {b.kv_cache_type})",
-            )
-        )
-    if r.enable_chunked_context and not b.use_paged_context_fmha:
-        out.append(
-            (
-                "rule:chunked_context_needs_paged_fmha",
-                ("runtime", "enable_chunked_context"),
-                "needs build.use_paged_context_fmha: true (chunks are attended through the paged "
-                "KV cache)",
-            )
-        )
-    if r.enable_block_reuse and not b.use_paged_context_fmha:
-        out.append(
-            (
-                "rule:block_reuse_needs_paged_fmha",
-                ("runtime", "enable_block_reuse"),
-                "needs build.use_paged_context_fmha: true (reused KV blocks are read by paged "
-                "context FMHA)",
-            )
-        )
-    if b.use_fp8_context_fmha and q.kv_cache_dtype != "fp8":
-        out.append(
-            (
-                "rule:fp8_fmha_needs_fp8_kv",
-                ("build", "use_fp8_context_fmha"),
-                f"needs quantization.kv_cache_dtype: fp8 (it is {q.kv_cache_dtype})",
-            )
-        )
-    if b.use_fp8_context_fmha and q.mode not in {"fp8", "nvfp4"}:
-        out.append(
-            (
-                "rule:fp8_fmha_needs_fp8_quant",
-                ("build", "use_fp8_context_fmha"),
-                f"needs quantization.mode fp8 or nvfp4 (it is {q.mode})",
-            )
-        )
-    if b.gemm_plugin in {"fp8", "nvfp4"} and q.mode != b.gemm_plugin:
-        out.append(
-            (
-                "rule:gemm_plugin_needs_quant",
-                ("build", "gemm_plugin"),
-                f"{b.gemm_plugin} GEMMs need quantization.mode: {b.gemm_plugin} (it is {q.mode})",
-            )
-        )
-    if q.mode != "none" and cfg.dtype == "float32":
-        out.append(
-            (
-                "rule:quant_needs_half_dtype",
-                ("dtype",),
-                f"quantization.mode {q.mode} works on float16/bfloat16 models; set dtype: auto, "
-                "bfloat16 or float16",
-            )
-        )
-    if b.workers > p.tp_size * p.pp_size:
-        out.append(
-            (
-                "rule:workers_exceed_ranks",
-                ("build", "workers"),
-                f"{b.workers} workers for {p.tp_size * p.pp_size} rank(s): workers build ranks in "
-                "parallel, so more than tp_size * pp_size only costs host RAM",
-            )
-        )
-    if cfg.backend == "pytorch" and q.mode not in PYTORCH_MODES:
-        out.append(
-            (
-                "rule:mode_not_on_pytorch",
-                ("quantization", "mode"),
-                f"{q.mode} is not served by the pytorch backend; use one of "
-                f"{', '.join(sorted(PYTORCH_MODES))}, or backend: engine",
-            )
-        )
-    if cfg.backend == "pytorch" and q.kv_cache_dtype == "int8":
-        out.append(
-            (
-                "rule:kv_int8_on_pytorch",
-                ("quantization", "kv_cache_dtype"),
-                "int8 is not served by the pytorch backend; use auto or fp8, or backend: engine",
-            )
-        )
-    if cfg.backend == "pytorch" and b.max_batch_size > b.max_num_tokens:
-        out.append(
-            (
-                "rule:batch_exceeds_num_tokens",
-                ("build", "max_batch_size"),
-                f"{b.max_batch_size} exceeds build.max_num_tokens ({b.max_num_tokens}): every "
-                "scheduled request needs at least one token of the step",
-            )
-        )
-    if cfg.backend == "pytorch" and b.max_beam_width > 1:
-        out.append(
-            (
-                "rule:beam_on_pytorch",
-                ("build", "max_beam_width"),
-                "beam search is planned for the engine backend only; set 1 or backend: engine",
-            )
-        )
+    out = [(code, key, say(cfg)) for code, key, broken, say in _CROSS_FIELD_RULES if broken(cfg)]
     names = [g.name for g in cfg.target.gpus]
     for i, name in enumerate(names):
         if name in names[:i]:

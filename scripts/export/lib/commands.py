@@ -2,7 +2,9 @@
 
 Library for plan.py:
   quant_route(mode, kv_dtype, family, trtllm_installed) -> "convert" | "quantize" | "modelopt"
-  convert_step(...), quantize_step(...), modelopt_step(...), calib_step(...), build_step(...)
+  Conversion(python, model_dir, output, dtype, tp, pp, mode, kv_dtype): the shared inputs
+  convert_step(c, ...), quantize_step(c, ...), modelopt_step(c, ...)
+  calib_step(...), build_step(...)
   setting_problems(build, mode, kv_dtype, route, version) -> [(key, message)]
 
 Every flag emitted here exists in the recorded CLI of the version it is emitted for
@@ -13,6 +15,7 @@ themselves never raise.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from build_config import Build
@@ -26,6 +29,20 @@ CALIB_SCRIPT = STEPS_DIR / "calib_data.py"
 QUANTIZE_PY_MODES = {"fp8", "int4_awq", "w4a8_awq", "nvfp4"}
 MODELOPT_QFORMATS = {"fp8", "nvfp4", "int4_awq", "w4a8_awq"}
 SMOOTHQUANT_ALPHA = "0.5"
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What every HF -> TensorRT-LLM checkpoint step is given, whichever tool runs it."""
+
+    python: str
+    model_dir: str
+    output: str
+    dtype: str
+    tp: int
+    pp: int
+    mode: str
+    kv_dtype: str
 
 
 def quant_route(mode: str, kv_dtype: str, family: Family, trtllm_installed: bool) -> str:
@@ -47,63 +64,46 @@ def _script(examples_dir: str, rel: str) -> str:
     return f"{examples_dir.rstrip('/')}/{rel}"
 
 
+def _io_flags(c: Conversion) -> list[str]:
+    """Model in, checkpoint out and dtype, as the underscore-style scripts spell them."""
+    return ["--model_dir", c.model_dir, "--output_dir", c.output, "--dtype", c.dtype]
+
+
 def convert_step(
-    *,
-    python: str,
-    examples_dir: str,
-    family: Family,
-    model_dir: str,
-    output: str,
-    dtype: str,
-    tp: int,
-    pp: int,
-    mode: str,
-    kv_dtype: str,
-    calib_dir: str | None,
+    c: Conversion, *, examples_dir: str, family: Family, calib_dir: str | None
 ) -> dict:
     script = _script(examples_dir, family.script)
     if family.dialect == "gemma":
         argv = [
-            python,
+            c.python,
             script,
             "--ckpt-type",
             "hf",
             "--model-dir",
-            model_dir,
+            c.model_dir,
             "--output-model-dir",
-            output,
+            c.output,
             "--dtype",
-            dtype,
+            c.dtype,
             "--world-size",
-            str(tp),
+            str(c.tp),
         ]
     else:
-        argv = [
-            python,
-            script,
-            "--model_dir",
-            model_dir,
-            "--output_dir",
-            output,
-            "--dtype",
-            dtype,
-            "--tp_size",
-            str(tp),
-        ]
-        if pp > 1:
-            argv += ["--pp_size", str(pp)]
+        argv = [c.python, script, *_io_flags(c), "--tp_size", str(c.tp)]
+        if c.pp > 1:
+            argv += ["--pp_size", str(c.pp)]
         argv += family.variant_args
-    if mode in ("int8_weight_only", "int4_weight_only"):
-        precision = mode.split("_")[0]
+    if c.mode in ("int8_weight_only", "int4_weight_only"):
+        precision = c.mode.split("_")[0]
         if family.dialect == "gemma":
             argv += ["--use-weight-only-with-precision", precision]
         else:
             argv += ["--use_weight_only", "--weight_only_precision", precision]
     calibrates = False
-    if mode == "int8_sq":
+    if c.mode == "int8_sq":
         argv += ["--smoothquant", SMOOTHQUANT_ALPHA, "--per_token", "--per_channel"]
         calibrates = True
-    if kv_dtype == "int8":
+    if c.kv_dtype == "int8":
         argv += ["--int8_kv_cache"]
         calibrates = True
     if calibrates and calib_dir and family.calib_dataset_flag:
@@ -112,46 +112,28 @@ def convert_step(
         "name": "convert",
         "argv": argv,
         "log": "convert.log",
-        "output": output,
+        "output": c.output,
         "description": f"{family.name} convert_checkpoint.py -> TensorRT-LLM checkpoint",
     }
 
 
 def quantize_step(
+    c: Conversion,
     *,
-    python: str,
     examples_dir: str,
     version: str,
-    model_dir: str,
-    output: str,
-    dtype: str,
-    tp: int,
-    pp: int,
-    mode: str,
-    kv_dtype: str,
     calib_dir: str | None,
     calib_size: int,
     calib_max_seq_len: int,
 ) -> dict:
     qp = load_data()["quantize_py"]
-    qformat = quantize_qformat(mode)
+    qformat = quantize_qformat(c.mode)
     seq_flag = next(
         r["flag"] for r in qp["calib_max_seq_length_flag"] if at_least(version, r["since"])
     )
-    argv = [
-        python,
-        _script(examples_dir, qp["script"]),
-        "--model_dir",
-        model_dir,
-        "--output_dir",
-        output,
-        "--dtype",
-        dtype,
-        "--qformat",
-        qformat,
-    ]
-    if kv_dtype in ("fp8", "int8"):
-        argv += ["--kv_cache_dtype", kv_dtype]
+    argv = [c.python, _script(examples_dir, qp["script"]), *_io_flags(c), "--qformat", qformat]
+    if c.kv_dtype in ("fp8", "int8"):
+        argv += ["--kv_cache_dtype", c.kv_dtype]
     if calib_dir:
         argv += ["--calib_dataset", calib_dir]
     argv += [
@@ -160,44 +142,33 @@ def quantize_step(
         seq_flag,
         str(calib_max_seq_len),
         "--tp_size",
-        str(tp),
+        str(c.tp),
         "--pp_size",
-        str(pp),
+        str(c.pp),
     ]
     return {
         "name": "quantize",
         "argv": argv,
         "log": "quantize.log",
-        "output": output,
+        "output": c.output,
         "description": f"quantize.py ({qformat}) -> TensorRT-LLM checkpoint",
     }
 
 
 def modelopt_step(
-    *,
-    python: str,
-    model_dir: str,
-    output: str,
-    dtype: str,
-    tp: int,
-    pp: int,
-    mode: str,
-    kv_dtype: str,
-    calib_file: str | None,
-    calib_size: int,
-    calib_max_seq_len: int,
+    c: Conversion, *, calib_file: str | None, calib_size: int, calib_max_seq_len: int
 ) -> dict:
     argv = [
-        python,
+        c.python,
         str(MODELOPT_SCRIPT),
         "--model-dir",
-        model_dir,
+        c.model_dir,
         "--output-dir",
-        output,
+        c.output,
         "--qformat",
-        mode,
+        c.mode,
         "--kv-cache-dtype",
-        "fp8" if kv_dtype == "fp8" else "none",
+        "fp8" if c.kv_dtype == "fp8" else "none",
         "--calib-data",
         calib_file or "<quantization.calibration.dataset>",
         "--calib-size",
@@ -207,18 +178,18 @@ def modelopt_step(
         "--export",
         "trtllm",
         "--tp-size",
-        str(tp),
+        str(c.tp),
         "--pp-size",
-        str(pp),
+        str(c.pp),
         "--dtype",
-        dtype,
+        c.dtype,
     ]
     return {
         "name": "quantize",
         "argv": argv,
         "log": "quantize.log",
-        "output": output,
-        "description": f"ModelOpt {mode} PTQ -> TensorRT-LLM checkpoint (no TensorRT-LLM)",
+        "output": c.output,
+        "description": f"ModelOpt {c.mode} PTQ -> TensorRT-LLM checkpoint (no TensorRT-LLM)",
     }
 
 

@@ -502,40 +502,39 @@ def _check_mpi(cfg: BuildConfig, facts: dict, machine: str) -> Check:
     )
 
 
+def _check_room(
+    key: str, free: int | None, floor_gib: float, what: str, short: str, fix: str
+) -> list[Check]:
+    """Free space or memory against a floor: warn below it with `short` and `fix`."""
+    if free is None:
+        return []
+    gib = free / 2**30
+    if gib < floor_gib:
+        return [check(key, "warn", f"{gib:.1f} {what}: {short}", fix)]
+    return [check(key, "pass", f"{gib:.0f} {what}")]
+
+
 def _check_host(cfg: BuildConfig, facts: dict, machine: str) -> list[Check]:
-    out = [_check_mpi(cfg, facts, machine)]
     disk = facts.get("disk") or {}
-    free = disk.get("free_bytes")
-    if free is not None:
-        gib = free / 2**30
-        if gib < 20:
-            out.append(
-                check(
-                    "disk",
-                    "warn",
-                    f"{gib:.1f} GiB free at {disk.get('path')}: a converted checkpoint plus "
-                    "engine of a 7B model needs about 30 GiB",
-                    "free disk space or pass --output on a larger volume",
-                )
-            )
-        else:
-            out.append(check("disk", "pass", f"{gib:.0f} GiB free at {disk.get('path')}"))
-    avail = (facts.get("memory") or {}).get("available_bytes")
-    if avail is not None:
-        gib = avail / 2**30
-        if gib < 16:
-            out.append(
-                check(
-                    "host_memory",
-                    "warn",
-                    f"{gib:.1f} GiB host RAM available: conversion holds a rank's weights in RAM "
-                    "(about 2 bytes per parameter per worker)",
-                    "close other jobs or keep build.workers at 1",
-                )
-            )
-        else:
-            out.append(check("host_memory", "pass", f"{gib:.0f} GiB host RAM available"))
-    return out
+    return [
+        _check_mpi(cfg, facts, machine),
+        *_check_room(
+            "disk",
+            disk.get("free_bytes"),
+            20,
+            f"GiB free at {disk.get('path')}",
+            "a converted checkpoint plus engine of a 7B model needs about 30 GiB",
+            "free disk space or pass --output on a larger volume",
+        ),
+        *_check_room(
+            "host_memory",
+            (facts.get("memory") or {}).get("available_bytes"),
+            16,
+            "GiB host RAM available",
+            "conversion holds a rank's weights in RAM (about 2 bytes per parameter per worker)",
+            "close other jobs or keep build.workers at 1",
+        ),
+    ]
 
 
 def calibration_checks(cfg: BuildConfig, calibrates: bool) -> list[Check]:

@@ -220,21 +220,18 @@ _KIND_WORDS = {
 }
 
 
-def require_hf_dir(path: str | Path) -> dict:
-    kind = inspect_dir(path)
-    if kind != "hf":
+def _require(path: str | Path, kind: str, expected: str) -> dict:
+    found = inspect_dir(path)
+    if found != kind:
         raise ExportError(
-            f"{path}: {_KIND_WORDS[kind]}, where a Hugging Face model dir is expected",
-            id="wrong_input_dir",
+            f"{path}: {_KIND_WORDS[found]}, where {expected} is expected", id="wrong_input_dir"
         )
     return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+
+
+def require_hf_dir(path: str | Path) -> dict:
+    return _require(path, "hf", "a Hugging Face model dir")
 
 
 def require_trtllm_checkpoint(path: str | Path) -> dict:
-    kind = inspect_dir(path)
-    if kind != "trtllm_checkpoint":
-        raise ExportError(
-            f"{path}: {_KIND_WORDS[kind]}, where a TensorRT-LLM checkpoint is expected",
-            id="wrong_input_dir",
-        )
-    return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    return _require(path, "trtllm_checkpoint", "a TensorRT-LLM checkpoint")

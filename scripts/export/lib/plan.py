@@ -168,7 +168,7 @@ class Planner:
         checkpoint, engine = str(staging / "checkpoint"), str(staging / "engine")
         calib_path = self.calibration_file()
         calib_dir = self._calib_step(calib_path)
-        common = dict(
+        conv = commands.Conversion(
             python=self.python,
             model_dir=self.model_dir,
             output=checkpoint,
@@ -182,28 +182,28 @@ class Planner:
         if self.route == "convert":
             self.steps.append(
                 commands.convert_step(
-                    examples_dir=self.examples, family=family, calib_dir=calib_dir, **common
+                    conv, examples_dir=self.examples, family=family, calib_dir=calib_dir
                 )
             )
         elif self.route == "quantize":
             self.steps.append(
                 commands.quantize_step(
+                    conv,
                     examples_dir=self.examples,
                     version=self.version,
                     calib_dir=calib_dir,
                     calib_size=calib.num_samples,
                     calib_max_seq_len=calib.max_seq_len,
-                    **common,
                 )
             )
         else:
             self._modelopt_checks(calib_path)
             self.steps.append(
                 commands.modelopt_step(
+                    conv,
                     calib_file=calib_path,
                     calib_size=calib.num_samples,
                     calib_max_seq_len=calib.max_seq_len,
-                    **common,
                 )
             )
         self.steps.append(self._build_step(checkpoint, engine, gpu, estimate))

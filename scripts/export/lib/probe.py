@@ -115,6 +115,16 @@ def _visible(devices: list[dict]) -> list[dict]:
     return out
 
 
+def _no_gpu(status: str, detail: str) -> dict:
+    return {
+        "status": status,
+        "detail": detail,
+        "driver_version": None,
+        "cuda_driver_version": None,
+        "devices": [],
+    }
+
+
 def probe_gpu() -> dict:
     fields = list(QUERY_FIELDS)
     argv = ["nvidia-smi", f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"]
@@ -124,24 +134,9 @@ def probe_gpu() -> dict:
         argv[1] = f"--query-gpu={','.join(fields)}"
         status, text = _run(argv)
     if status is None:
-        kind = "absent" if "not on PATH" in text else "error"
-        return {
-            "status": kind,
-            "detail": text,
-            "driver_version": None,
-            "cuda_driver_version": None,
-            "devices": [],
-        }
+        return _no_gpu("absent" if "not on PATH" in text else "error", text)
     if status != 0:
-        line = _first_line(text)
-        kind = "absent" if "No devices were found" in text else "error"
-        return {
-            "status": kind,
-            "detail": line,
-            "driver_version": None,
-            "cuda_driver_version": None,
-            "devices": [],
-        }
+        return _no_gpu("absent" if "No devices were found" in text else "error", _first_line(text))
     devices = []
     driver = None
     for row in text.splitlines():

@@ -61,13 +61,19 @@ class QuantEval(_Model):
     @field_validator("dataset")
     @classmethod
     def _local_text_file(cls, value: str | None) -> str | None:
-        if value is None:
-            return value
-        if re.match(r"^[a-z][a-z0-9+.-]*://", value):
-            raise ValueError(f"must be a local file, not a URL: {value!r}")
-        if not value.endswith(EVAL_SUFFIXES):
-            raise ValueError(f"must be a .jsonl, .json or .txt file, got {value!r}")
+        return local_file(value, EVAL_SUFFIXES)
+
+
+def local_file(value: str | None, suffixes: tuple[str, ...]) -> str | None:
+    """A dataset setting: null, or a local path ending in one of `suffixes` (never a URL)."""
+    if value is None:
         return value
+    if re.match(r"^[a-z][a-z0-9+.-]*://", value):
+        raise ValueError(f"must be a local file, not a URL: {value!r}")
+    if not value.endswith(suffixes):
+        words = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}"
+        raise ValueError(f"must be a {words} file, got {value!r}")
+    return value
 
 
 def gate_for(mode: str, gate: QuantGate) -> tuple[float, float, str] | None:
