@@ -8,15 +8,11 @@ load test_helper
 load build_helper
 
 setup_file() {
-  cd "${REPO_ROOT}" || return 1
-  build_make_models "${BATS_FILE_TMPDIR}/models" llama
-  build_make_stacks "${BATS_FILE_TMPDIR}/stacks" 1.2.0
+  build_file_setup_on 1.2.0
 }
 
 setup() {
-  build_setup
-  build_use_stack 1.2.0
-  build_write_config "${CONFIG}" 1.2.0
+  build_setup_on 1.2.0
 }
 
 teardown() {

@@ -31,6 +31,20 @@ build_make_stacks() {
   done
 }
 
+# build_file_setup_on VERSION: setup_file of a suite that builds the tiny llama on one release.
+build_file_setup_on() {
+  cd "${REPO_ROOT}" || return 1
+  build_make_models "${BATS_FILE_TMPDIR}/models" llama
+  build_make_stacks "${BATS_FILE_TMPDIR}/stacks" "$1"
+}
+
+# build_setup_on VERSION: its setup: fresh dirs, that release "installed", a config for it.
+build_setup_on() {
+  build_setup
+  build_use_stack "$1"
+  build_write_config "${CONFIG}" "$1"
+}
+
 # build_use_stack VERSION: TensorRT-LLM VERSION "installed" (fake dist-info on PYTHONPATH) with
 # its examples dir laid out as that version has it.
 build_use_stack() {

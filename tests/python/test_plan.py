@@ -64,6 +64,13 @@ def config_with(base, **changes):
     return doc
 
 
+def calibrated(base, tmp_path, **changes):
+    """config_with() plus a one-line local calibration file (its content does not matter)."""
+    data = tmp_path / "c.txt"
+    data.write_text("x\n")
+    return config_with(base, **{"quantization.calibration.dataset": str(data), **changes})
+
+
 def facts(version=None, gpus=0, name="NVIDIA H200", cc="9.0", mib=143771):
     devices = [
         {"index": i, "name": name, "compute_capability": cc, "memory_total_mib": mib}
@@ -321,9 +328,7 @@ def test_kv_cache_flag_follows_the_version(base_config, models):
 def test_a_setting_the_version_cannot_honour_exits_2_naming_it(
     base_config, models, tmp_path, capsys, version, changes, needle
 ):
-    data = tmp_path / "c.txt"
-    data.write_text("x\n")
-    doc = config_with(base_config, **{"quantization.calibration.dataset": str(data), **changes})
+    doc = calibrated(base_config, tmp_path, **changes)
     code = run_main(tmp_path, doc, facts(version, gpus=1), models["llama-3.1-8b"], "--build")
     out = capsys.readouterr()
     assert code == 2 and out.out == ""  # a build stops before anything: no plan, no staging
@@ -411,9 +416,7 @@ def run_main(tmp_path, doc, fact, model, *extra, monkeypatch=None):
 def test_failed_checks_exit_2_with_one_line_each_naming_file_line_and_key(
     base_config, models, tmp_path, capsys, name, changes, check_id, fix
 ):
-    data = tmp_path / "c.txt"
-    data.write_text("x\n")
-    doc = config_with(base_config, **{"quantization.calibration.dataset": str(data), **changes})
+    doc = calibrated(base_config, tmp_path, **changes)
     assert run_main(tmp_path, doc, facts(None), models[name]) == 2
     out = capsys.readouterr()
     assert out.out.startswith("plan ")  # a dry run always prints the plan, failures marked
@@ -633,14 +636,12 @@ def test_installed_trtllm_build_parser_is_consulted(
 def test_pytorch_backend_uses_its_planner_and_keeps_checks(base_config, models, tmp_path):
     import pytorch_plan
 
-    data = tmp_path / "c.jsonl"
-    data.write_text('{"text": "x"}\n')
-    doc = config_with(
+    doc = calibrated(
         base_config,
+        tmp_path,
         **{
             "backend": "pytorch",
             "quantization.mode": "fp8",
-            "quantization.calibration.dataset": str(data),
         },
     )
     p = plan.make_plan(typed(doc), facts("1.2.0", gpus=1), models["qwen2.5-7b"], "/stage")
@@ -823,14 +824,12 @@ def test_every_problem_is_reported_in_one_run_not_one_per_try(
 def test_a_quantize_step_this_machine_cannot_run_is_refused_by_a_build_and_warned_by_a_dry_run(
     base_config, models, tmp_path
 ):
-    data = tmp_path / "c.jsonl"
-    data.write_text('{"text": "x"}\n')
-    doc = config_with(
+    doc = calibrated(
         base_config,
+        tmp_path,
         **{
             "backend": "pytorch",
             "quantization.mode": "fp8",
-            "quantization.calibration.dataset": str(data),
         },
     )
     fact = facts("1.2.0", gpus=0)
