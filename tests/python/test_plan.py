@@ -52,16 +52,7 @@ def models(tmp_path_factory):
     return made
 
 
-def config_with(base, **changes):
-    """A copy of the settings with dotted keys changed: config_with(b, **{"a.b": 1})."""
-    doc = copy.deepcopy(base)
-    for dotted, value in changes.items():
-        node = doc
-        *parents, last = dotted.split(".")
-        for part in parents:
-            node = node[part]
-        node[last] = value
-    return doc
+config_with = configs.changed  # a copy of the settings with dotted keys changed
 
 
 def calibrated(base, tmp_path, **changes):

@@ -3,6 +3,7 @@ changed, validated again, as every stage receives it."""
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 from pathlib import Path
 
@@ -19,12 +20,15 @@ def _shipped(profile: str | None) -> dict:
 def as_dict(profile: str | None = None, **changes) -> dict:
     """The shipped settings as a plain dict, with changes {"build__max_seq_len": 4096} or
     {"build.max_seq_len": 4096} applied (not validated)."""
-    import copy
+    return changed(_shipped(profile), **{k.replace("__", "."): v for k, v in changes.items()})
 
-    doc = copy.deepcopy(_shipped(profile))
+
+def changed(doc: dict, **changes) -> dict:
+    """A deep copy of doc with dotted keys set: changed(d, **{"build.max_seq_len": 4096})."""
+    doc = copy.deepcopy(doc)
     for dotted, value in changes.items():
         node = doc
-        *parents, leaf = dotted.replace("__", ".").split(".")
+        *parents, leaf = dotted.split(".")
         for part in parents:
             node = node[part]
         node[leaf] = value
