@@ -8,6 +8,12 @@ Each op works in the dtype of the block it is given (float32 for the merge, floa
   lora_bias  b' = b + s·b_B
   tokens     E'[idx] = stored rows
 Ops flagged row_local can run on any block of rows; the others need the whole tensor.
+
+The rank-r product B·A is, on the CPU, BLAS's fused multiply-add chain over the rank in order
+(what torch's CPU matmul, numpy's sgemm and so PEFT's CPU merge compute). On a GPU, cuBLAS
+picks a kernel per shape and some sum the rank in another order, so a float32 product there is
+that same chain, spelled out (r fused multiply-adds per element): a cuda merge is bit-identical
+to a CPU merge.
 """
 
 from __future__ import annotations
@@ -39,6 +45,18 @@ class Op:
         self._cache.clear()
 
 
+def product(b, a, out=None):
+    """b @ a: on a GPU in float32 the rank-ordered fused multiply-add chain (see above)."""
+    import torch
+
+    if b.device.type == "cpu" or b.dtype != torch.float32:
+        return torch.mm(b, a, out=out) if out is not None else b @ a
+    acc = torch.zeros((b.shape[0], a.shape[1]), dtype=b.dtype, device=b.device)
+    for k in range(b.shape[1]):  # acc = fma(b[:, k], a[k, :], acc), k ascending
+        acc.addcmul_(b[:, k : k + 1], a[k : k + 1, :])
+    return acc
+
+
 def apply(op: Op, block, start: int, stop: int, scratch=None) -> None:
     """Apply op in place to block = rows [start, stop) of the tensor (working dtype).
 
@@ -54,10 +72,9 @@ def apply(op: Op, block, start: int, stop: int, scratch=None) -> None:
 
     if op.kind in ("lora", "dora"):
         if scratch is not None:
-            delta = scratch[: block.numel()].view(block.shape)
-            torch.mm(t("B")[start:stop], t("A"), out=delta)
+            delta = product(t("B")[start:stop], t("A"), scratch[: block.numel()].view(block.shape))
         else:
-            delta = t("B")[start:stop] @ t("A")
+            delta = product(t("B")[start:stop], t("A"))
         delta.mul_(op.scale)
         block.add_(delta)
         if op.kind == "dora":
@@ -66,13 +83,13 @@ def apply(op: Op, block, start: int, stop: int, scratch=None) -> None:
     elif op.kind in ("lora_fan", "lora_emb"):  # stored transposed: rows index A's columns
         a = t("EA" if op.kind == "lora_emb" else "A")
         b = t("EB" if op.kind == "lora_emb" else "B")
-        delta = (b @ a[:, start:stop]).t()
+        delta = product(b, a[:, start:stop]).t()
         delta = delta * op.scale
         block.add_(delta)
     elif op.kind in ("dora_fan", "dora_emb"):  # whole tensor: norm over the stored rows
         a = t("EA" if op.kind == "dora_emb" else "A")
         b = t("EB" if op.kind == "dora_emb" else "B")
-        delta = (b @ a).t() * op.scale
+        delta = product(b, a).t() * op.scale
         block.add_(delta)
         norm = torch.linalg.norm(block.t(), dim=1).to(dt)
         block.mul_((t("M") / norm).view(1, -1))
