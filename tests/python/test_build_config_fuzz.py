@@ -10,6 +10,7 @@ never another exit code, each run of main() under a second.
 from __future__ import annotations
 
 import contextlib
+import copy
 import gc
 import io
 import json
@@ -139,8 +140,9 @@ def mutated(draw: st.DrawFn) -> tuple[str, str | None]:
             pairs[i] = (new, child)
         elif op == "retype":
             pairs[i] = (key, _tree(draw(values)))
-        elif op == "duplicate":
-            pairs.insert(draw(st.integers(0, len(pairs))), (key, child))
+        elif op == "duplicate":  # a copy: one node twice in the tree, then moved into
+            # itself, would be a cycle (seen once as a RecursionError in this generator)
+            pairs.insert(draw(st.integers(0, len(pairs))), (key, copy.deepcopy(child)))
         elif op == "deepen":
             pairs[i] = (key, ("map", [(draw(key_names), child)]))
         else:  # move: the pair goes to another mapping (a key at the wrong level)
