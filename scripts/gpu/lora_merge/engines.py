@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from lora_merge.errors import bad_input
+from lora_merge.safetensors_io import FLOAT_DTYPES
 
 NUMPY_OPS = {"lora", "lora_fan", "lora_emb", "bias", "tokens"}
-NUMPY_DTYPES = {"F64", "F32", "F16", "BF16"}
 MAX_WORKERS = 8  # enough to keep up with the disk; each holds a piece's buffers (~13 MiB)
 
 
@@ -39,7 +39,7 @@ def numpy_can_merge(plan) -> str | None:
     for t in plan.tensors:
         if t.passthrough:
             continue
-        if t.src_dtype not in NUMPY_DTYPES or t.out_dtype not in NUMPY_DTYPES:
+        if t.src_dtype not in FLOAT_DTYPES or t.out_dtype not in FLOAT_DTYPES:
             return f"{t.name} is {t.src_dtype}"
         kinds = {op.kind for op in t.ops} - NUMPY_OPS
         if kinds:

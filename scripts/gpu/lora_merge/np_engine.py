@@ -13,30 +13,14 @@ the core's cache. DoRA (a norm over rows), float8 and --device cuda go to torch_
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 
 from lora_merge.ops import Op
-from lora_merge.safetensors_io import DTYPES, open_fd, pread_into
+from lora_merge.safetensors_io import DTYPES, ThreadBuffers, open_fd, pread_into
 
 TILE_ELEMS = 1 << 15  # 128 KiB of float32 per tile buffer (32K measured best of 8K-256K)
-OPS = {"lora", "lora_fan", "lora_emb", "bias", "tokens"}
 FLOATS = {"F64": np.float64, "F32": np.float32, "F16": np.float16}
-MATH_DTYPES = {*FLOATS, "BF16"}
 _COL_ALIGN = 16  # sgemm's edge kernels for odd column counts sum in another order: pad
-
-
-def supports(plan) -> bool:
-    """True when every tensor of the plan can be computed here (else torch_engine)."""
-    for t in plan.tensors:
-        if t.passthrough:
-            continue
-        if t.src_dtype not in MATH_DTYPES or t.out_dtype not in MATH_DTYPES:
-            return False
-        if any(op.kind not in OPS for op in t.ops):
-            return False
-    return True
 
 
 def decode(raw, dtype: str, out: np.ndarray) -> None:
@@ -113,25 +97,11 @@ def apply(op: Op, block: np.ndarray, start: int, stop: int, prod: np.ndarray) ->
         for i, idx in enumerate(op.indices):
             if start <= idx < stop:
                 block[idx - start] = rows[i]
-    else:  # pragma: no cover - supports() routes every other kind to torch
+    else:  # pragma: no cover - engines.numpy_can_merge routes the rest to torch
         raise ValueError(op.kind)
 
 
-class _Buffers(threading.local):
-    """Per-thread buffers, grown as needed and reused (fresh memory costs a page fault per
-    4 KiB, which at these sizes is slower than the merge itself)."""
-
-    def __init__(self) -> None:
-        self.bufs: dict[str, bytearray] = {}
-
-    def get(self, which: str, n: int) -> memoryview:
-        buf = self.bufs.get(which)
-        if buf is None or len(buf) < n:
-            buf = self.bufs[which] = bytearray(n)
-        return memoryview(buf)[:n]
-
-
-_buffers = _Buffers()
+_buffers = ThreadBuffers()
 
 
 def _tiles(rows: int, cols: int):

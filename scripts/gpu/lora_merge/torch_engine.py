@@ -7,10 +7,9 @@ arithmetic rounded once, the same bytes as np_engine where both apply.
 from __future__ import annotations
 
 import os
-import threading
 
 from lora_merge import ops as ops_mod
-from lora_merge.safetensors_io import DTYPES, open_fd, pread_into
+from lora_merge.safetensors_io import DTYPES, ThreadBuffers, open_fd, pread_into
 
 
 def configure(workers: int) -> None:
@@ -21,19 +20,12 @@ def configure(workers: int) -> None:
     torch.set_num_threads(1 if workers > 1 else (os.cpu_count() or 1))
 
 
-class _Scratch(threading.local):
-    """Per-thread buffers, grown as needed and reused: fresh memory costs a page fault per
-    4 KiB, which at these sizes is slower than the merge itself."""
+class _Scratch(ThreadBuffers):
+    """ThreadBuffers, plus one float32 tensor per thread for the CPU merge's block and product."""
 
     def __init__(self) -> None:
-        self.bufs: dict[str, bytearray] = {}
+        super().__init__()
         self.f32 = None
-
-    def bytes(self, which: str, n: int) -> memoryview:
-        buf = self.bufs.get(which)
-        if buf is None or len(buf) < n:
-            buf = self.bufs[which] = bytearray(n)
-        return memoryview(buf)[:n]
 
     def floats(self, n: int):
         import torch
@@ -73,7 +65,7 @@ def _compute(pc, fds: dict, device) -> memoryview:
     r0, r1 = pc.rows if pc.rows else (0, t.shape[0] if t.shape else 1)
     rows = r1 - r0
     src_row = info.nbytes // max(1, info.shape[0]) if info.shape else info.nbytes
-    src_view = _scratch.bytes("src", rows * src_row if info.shape else info.nbytes)
+    src_view = _scratch.get("src", rows * src_row if info.shape else info.nbytes)
     if len(src_view):
         pread_into(open_fd(info.path, fds), src_view, info.offset + r0 * src_row)
     shape = (rows, *info.shape[1:]) if info.shape else ()
@@ -84,7 +76,7 @@ def _compute(pc, fds: dict, device) -> memoryview:
     if x.dtype == out_dtype:
         out_view, y = src_view, x  # merge in place
     else:
-        out_view = _scratch.bytes("out", pc.nbytes)
+        out_view = _scratch.get("out", pc.nbytes)
         y = _as_tensor(out_view, t.out_dtype, shape)
     if not t.ops:
         y.copy_(x)

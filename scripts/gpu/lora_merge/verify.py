@@ -85,8 +85,7 @@ def check_tensors(plan: Plan, out_dir: Path, on_exact: Callable | None = None) -
         if t.name not in written:
             continue
         got = read_tensor(written[t.name], fds)
-        src = t.source[0].tensors[t.source[1]] if t.source else t.base
-        x = read_tensor(src, fds)
+        x = read_tensor(t.src, fds)
         if t.passthrough:
             if got.view(-1).view(torch.uint8).equal(x.view(-1).view(torch.uint8)):
                 identical += 1
