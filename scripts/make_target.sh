@@ -118,7 +118,9 @@ main() {
   [[ $# -eq 1 ]] || die --usage --code 2 "give one target"
   PROG="make ${target}"
   PYTHON="${PYTHON:-python3}"
-  command -v -- "${PYTHON}" >/dev/null || die --code 2 "PYTHON ${PYTHON@Q} is not a program on PATH"
+  # serve.sh runs no Python of ours: a GPU box without .venv/ serves as it is
+  [[ "${target}" == serve ]] || command -v -- "${PYTHON}" >/dev/null ||
+    die --code 2 "PYTHON ${PYTHON@Q} is not a program on PATH"
   OUTPUTS="${OUTPUTS_DIR:-${REPO_ROOT}/outputs}"
   export PYTHON
   case "${target}" in

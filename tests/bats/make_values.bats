@@ -101,6 +101,16 @@ MAKEFILE
   refuses BUILD_PROGRESS_SECONDS engine "BUILD_PROGRESS_SECONDS must be a whole number" NAME=m
 }
 
+@test "make serve needs no interpreter: it runs the artifact's serve.sh (no .venv on a GPU box)" {
+  mkdir -p "${OUT}/gpu/tensorrt_llm/m"
+  printf '#!/usr/bin/env bash\necho served\n' >"${OUT}/gpu/tensorrt_llm/m/serve.sh"
+  chmod +x "${OUT}/gpu/tensorrt_llm/m/serve.sh"
+  run make -s --no-print-directory -C "${REPO_ROOT}" serve NAME=m OUTPUTS_DIR="${OUT}" \
+    PYTHON="${BATS_TEST_TMPDIR}/no-venv/bin/python"
+  assert_success
+  assert_output "served"
+}
+
 @test "a variable no script reads is not executed either" {
   local payload
   for payload in "${PAYLOADS[@]}"; do
