@@ -284,6 +284,7 @@ build_identity() {
   case "${rc}" in
     0) ;;
     1) die "another build of ${OUTPUT_DIR} is running (pid $(lock_holder "${LOCK_FILE}")); wait for it to finish or stop that process" ;;
+    3) die "flock (util-linux) is not on PATH: it keeps two builds of one output apart; install util-linux" ;;
     *) die "cannot open the lock file ${LOCK_FILE}" ;;
   esac
   IFS= read -r status <"${WORK_DIR}/status"

@@ -41,6 +41,16 @@ setup() {
   kill "${holder}"
 }
 
+@test "lock_acquire returns 3 without flock on PATH, not 1 (another build)" {
+  local fd="" old_path="${PATH}"
+  mkdir -p "${BATS_TEST_TMPDIR}/empty-bin"
+  # shellcheck disable=SC2123 # on purpose: a PATH without flock
+  PATH="${BATS_TEST_TMPDIR}/empty-bin"
+  run lock_acquire "${PARENT}/.x.lock" fd
+  PATH="${old_path}"
+  assert_failure 3
+}
+
 @test "staging_clear_stale removes staging and .old dirs of dead pids, never a live one's" {
   local dead
   sleep 0 &

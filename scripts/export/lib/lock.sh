@@ -4,11 +4,12 @@
 
 # lock_acquire FILE VAR: take the lock on FILE without waiting and store its open fd in VAR.
 # Returns 1 when another process holds it (lock_holder FILE names it), 2 when FILE cannot be
-# opened. The holder's pid is written into FILE. The fd stays open (and the lock held) until
+# opened, 3 when there is no flock(1) on PATH (util-linux). The holder's pid is written into FILE. The fd stays open (and the lock held) until
 # lock_release or the exit of this shell; pass `{VAR}>&-` to children that must not keep it.
 lock_acquire() {
   # (locals prefixed so that VAR may be any name the caller likes, "fd" included)
   local _lock_file="$1" _lock_var="$2" _lock_fd
+  command -v flock >/dev/null || return 3
   exec {_lock_fd}<>"${_lock_file}" || return 2
   if ! flock --nonblock "${_lock_fd}"; then
     exec {_lock_fd}>&-
