@@ -457,8 +457,12 @@ def test_without_calibration_data_quantize_py_warns_and_modelopt_exits_2(
 ):
     doc = config_with(base_config, **{"quantization.mode": "fp8"})
     p = make(base_config, models["qwen2.5-7b"], **{"quantization.mode": "fp8"})
-    check = next(c for c in p["checks"] if c["id"] == "calibration")
+    [check] = [c for c in p["checks"] if c["id"] == "calibration"]
     assert check["status"] == "warn" and "Hugging Face Hub" in check["message"]
+    # without TensorRT-LLM the ModelOpt step runs: one failing check, not a warn beside it
+    p = make(base_config, models["qwen2.5-7b"], installed=False, **{"quantization.mode": "fp8"})
+    [check] = [c for c in p["checks"] if c["id"] == "calibration"]
+    assert check["status"] == "fail" and "nothing is downloaded" in check["message"]
     assert "--calib_dataset" not in step(p, "quantize")["argv"]
     assert run_main(tmp_path, doc, facts(None), models["qwen2.5-7b"]) == 2
     assert "quantization.calibration.dataset" in capsys.readouterr().err

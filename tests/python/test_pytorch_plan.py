@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import env_checks
 import modelopt_quantize
 import pytest
 import pytorch_plan
@@ -66,8 +67,18 @@ def test_kv_auto_maps_to_none():
     assert step["argv"][0] == "python3"
 
 
-def test_a_quantized_bundle_without_calibration_data_is_a_problem_of_that_key():
-    [(key, message)] = pytorch_plan.problems(config(dataset=None))
-    assert key == "quantization.calibration.dataset" and "nothing is downloaded" in message
-    assert pytorch_plan.problems(config()) == []
-    assert pytorch_plan.problems(config(mode="none", dataset=None)) == []
+def test_a_quantized_bundle_without_calibration_data_is_a_problem_of_that_key(tmp_path):
+    def calibration(cfg):
+        return env_checks.calibration_checks(
+            cfg, cfg.quantization.mode != "none", tool_default=False
+        )
+
+    [c] = calibration(config(dataset=None))
+    assert c["status"] == "fail" and c["key"] == "quantization.calibration.dataset"
+    assert "nothing is downloaded" in c["message"]
+    assert calibration(config(mode="none", dataset=None)) == []
+    (tmp_path / "calib.jsonl").write_text('{"text": "hi"}\n')
+    [c] = calibration(config(dataset=str(tmp_path / "calib.jsonl")))
+    assert c["status"] == "pass"
+    [c] = calibration(config(dataset=str(tmp_path / "calib.parquet")))
+    assert c["status"] == "fail" and ".jsonl or .txt" in c["message"]

@@ -16,6 +16,7 @@ on the config's target GPUs; the real build refuses the same problems.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import versions
 from build_config import CALIBRATED_MODES, BuildConfig
@@ -23,9 +24,14 @@ from errors import Check, check
 
 
 def run_checks(
-    cfg: BuildConfig, facts: dict, *, require_machine: bool = True, calibrates: bool | None = None
+    cfg: BuildConfig,
+    facts: dict,
+    *,
+    require_machine: bool = True,
+    calibrates: bool | None = None,
+    tool_default: bool = True,
 ) -> list[Check]:
-    """Every check, in a stable order."""
+    """Every check, in a stable order (calibrates, tool_default: see calibration_checks)."""
     machine = "fail" if require_machine else "warn"
     checks: list[Check] = []
     checks += _check_trtllm(cfg, facts, machine)
@@ -35,7 +41,7 @@ def run_checks(
     checks += _check_host(cfg, facts, machine)
     if calibrates is None:
         calibrates = cfg.quantization.mode in CALIBRATED_MODES
-    checks += calibration_checks(cfg, calibrates)
+    checks += calibration_checks(cfg, calibrates, tool_default=tool_default)
     return checks
 
 
@@ -537,21 +543,56 @@ def _check_host(cfg: BuildConfig, facts: dict, machine: str) -> list[Check]:
     ]
 
 
-def calibration_checks(cfg: BuildConfig, calibrates: bool) -> list[Check]:
-    """Where calibration data comes from, when the build calibrates at all."""
+MODELOPT_CALIB_SUFFIXES = (".jsonl", ".txt")
+
+
+def calibration_checks(
+    cfg: BuildConfig, calibrates: bool, *, tool_default: bool = True
+) -> list[Check]:
+    """Where calibration data comes from, when the build calibrates at all. tool_default: the
+    quantizer that runs falls back to a downloaded dataset (TensorRT-LLM's quantize.py and
+    convert scripts); the ModelOpt step (backend pytorch, or an engine without TensorRT-LLM
+    installed) reads only a local text file."""
     if not calibrates:
         return []
     key = "quantization.calibration.dataset"
+    mode = cfg.quantization.mode
     dataset = cfg.quantization.calibration.dataset
+    if dataset is None and not tool_default:
+        fix = "a local .jsonl or .txt file of your own prompts"
+        if cfg.backend == "engine":
+            fix += (
+                " (or plan where TensorRT-LLM is installed: its quantize.py falls back to its "
+                "default dataset)"
+            )
+        return [
+            check(
+                "calibration",
+                "fail",
+                f"ModelOpt {mode} calibrates on sample text and nothing is downloaded",
+                fix,
+                key=key,
+            )
+        ]
     if dataset is None:
         return [
             check(
                 "calibration",
                 "warn",
-                f"quantization.mode {cfg.quantization.mode} calibrates on the quantizer's "
+                f"quantization.mode {mode} calibrates on the quantizer's "
                 "default dataset (downloaded from the Hugging Face Hub; fails offline, and is "
                 "not your fine-tune's data)",
                 "set quantization.calibration.dataset to a local .jsonl of your own prompts",
+                key=key,
+            )
+        ]
+    if not tool_default and Path(dataset).suffix not in MODELOPT_CALIB_SUFFIXES:
+        return [
+            check(
+                "calibration",
+                "fail",
+                f"without TensorRT-LLM, ModelOpt reads a .jsonl or .txt file; got {dataset}",
+                'convert it to .jsonl ({"text": ...} lines)',
                 key=key,
             )
         ]

@@ -197,7 +197,7 @@ class Planner:
                 )
             )
         else:
-            self._modelopt_checks(calib_path)
+            self._modelopt_checks()
             self.steps.append(
                 commands.modelopt_step(
                     conv,
@@ -232,7 +232,7 @@ class Planner:
         )
         return out
 
-    def _modelopt_checks(self, calib_path: str | None) -> None:
+    def _modelopt_checks(self) -> None:
         q = self.cfg.quantization
         if q.mode not in commands.MODELOPT_QFORMATS or q.kv_cache_dtype == "int8":
             self.checks.append(
@@ -256,22 +256,6 @@ class Planner:
                 "TensorRT-LLM checkpoints (export_tensorrt_llm_checkpoint removed in 0.49)",
                 "install TensorRT-LLM to use its quantize.py",
                 "target.trtllm_version",
-            )
-        dataset = q.calibration.dataset
-        if not dataset:
-            self.fail(
-                "calibration",
-                f"ModelOpt {q.mode} calibrates on sample text and nothing is downloaded",
-                "a local .jsonl or .txt file (or plan where TensorRT-LLM is installed: its "
-                "quantize.py falls back to its default dataset)",
-                "quantization.calibration.dataset",
-            )
-        elif Path(dataset).suffix not in (".jsonl", ".txt"):
-            self.fail(
-                "calibration",
-                f"without TensorRT-LLM, ModelOpt reads a .jsonl or .txt file; got {dataset}",
-                'convert it to .jsonl ({"text": ...} lines)',
-                "quantization.calibration.dataset",
             )
         self.notes.append(
             f"TensorRT-LLM is not installed: quantization planned with ModelOpt (pinned "
@@ -391,8 +375,6 @@ def make_plan(
         p.engine_steps(family, gpu, dtype, estimate)
     elif not engine:
         p.steps = pytorch_plan.plan_steps(cfg, p.python, p.model_dir, p.staging)
-        for key, message in pytorch_plan.problems(cfg):
-            p.fail("calibration", message, "a local .jsonl or .txt file", key)
     if cfg.lora is not None:
         p.add_lora(dtype)
     p.checks += step_checks.tool_checks(p.steps, facts, p.examples, family, p.machine)
@@ -403,7 +385,11 @@ def make_plan(
     p.checks += [
         c
         for c in env_checks.run_checks(
-            cfg, facts, require_machine=not dry_run, calibrates=p.calibrates()
+            cfg,
+            facts,
+            require_machine=not dry_run,
+            calibrates=p.calibrates(),
+            tool_default=engine and p.route != "modelopt",
         )
         if c["id"] in ENVIRONMENT_CHECKS
     ]

@@ -2,7 +2,6 @@
 
 Library, imported by plan.py for backend "pytorch":
   plan_steps(cfg, python, model_dir, staging) -> list[step]
-  problems(cfg) -> [(config key, message)]     what this backend cannot plan
   checkpoint_dir(cfg, model_dir, staging) -> Path     what the bundle serves
 
 A step has the shape of docs/internals.md ({"name", "argv", "log", "output"}). Without
@@ -26,20 +25,6 @@ def checkpoint_dir(cfg: BuildConfig, model_dir: Path | str, staging: Path | str)
     """The checkpoint the bundle serves: the merged model, or the quantized one in staging."""
     quantized = cfg.quantization.mode in MODELOPT_MODES
     return Path(staging) / "checkpoint" if quantized else Path(model_dir)
-
-
-def problems(cfg: BuildConfig) -> list[tuple[str, str]]:
-    """What the config asks of this backend that it cannot do, with the config key at fault."""
-    q = cfg.quantization
-    if q.mode in MODELOPT_MODES and not q.calibration.dataset:
-        return [
-            (
-                "quantization.calibration.dataset",
-                f"quantization.mode {q.mode} needs a local .jsonl or .txt file of calibration "
-                "text (nothing is downloaded)",
-            )
-        ]
-    return []
 
 
 def calibration_path(cfg: BuildConfig) -> str:
