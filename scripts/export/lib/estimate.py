@@ -483,9 +483,12 @@ def estimate(
     return out
 
 
-def _heads_ok(s: Shape, tp: int) -> bool:
+def tp_ok(s: Shape, tp: int) -> bool:
+    """Whether tp_size splits the attention heads (KV heads split or replicated; MLA has none)."""
     if s.heads % tp:
         return False
+    if s.mla:
+        return True
     return s.kv_heads % tp == 0 or tp % s.kv_heads == 0
 
 
@@ -504,7 +507,7 @@ def suggestions(cfg: BuildConfig, model_config: dict, gpu: dict, fp8_ok: bool = 
         return estimate(candidate, model_config, gpu)["weights_fit"]
 
     for tp in (2, 4, 8):
-        if tp <= tp0 or not _heads_ok(s, tp) or tp * pp > 8:
+        if tp <= tp0 or not tp_ok(s, tp) or tp * pp > 8:
             continue
         if fits(_with(cfg, "parallel", tp_size=tp)):
             out.append(f"parallel.tp_size: {tp}")

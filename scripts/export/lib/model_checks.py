@@ -34,15 +34,7 @@ def gib(n: float) -> str:
 
 
 def valid_tp(shape: est.Shape, limit: int = 16) -> list[int]:
-    return [t for t in range(1, limit + 1) if tp_ok(shape, t)]
-
-
-def tp_ok(shape: est.Shape, tp: int) -> bool:
-    if shape.heads % tp:
-        return False
-    if shape.mla:
-        return True
-    return shape.kv_heads % tp == 0 or tp % shape.kv_heads == 0
+    return [t for t in range(1, limit + 1) if est.tp_ok(shape, t)]
 
 
 def structure_checks(
@@ -59,7 +51,7 @@ def structure_checks(
 
 def _tp_check(cfg: BuildConfig, shape: est.Shape) -> Check:
     tp = cfg.parallel.tp_size
-    if tp_ok(shape, tp):
+    if est.tp_ok(shape, tp):
         return check(
             "tp_heads",
             "pass",
