@@ -106,7 +106,9 @@ def read_adapter(index: int, name: str, path_text: str) -> tuple[AdapterInfo | N
         m.name: adapter.shape(m.parts["A"])[0] for m in adapter.modules.values() if "A" in m.parts
     }
     info = AdapterInfo(index, name, path, config, adapter, ranks)
-    info.fingerprint = lora_package.fingerprint(path)
+    info.fingerprint = lora_package.fingerprint(
+        path, known={"adapter_model.safetensors": adapter.digest}
+    )
     return info, []
 
 

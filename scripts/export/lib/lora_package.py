@@ -1,7 +1,8 @@
 """Runtime-LoRA adapters in an artifact: their fingerprints, and the copy into lora/<name>/.
 
 Library (stdlib only: the package step runs it, prepare.py fingerprints with it):
-  fingerprint(adapter_dir) -> {"files": {name: {"bytes", "sha256"}}, "fingerprint": "sha256:..."}
+  fingerprint(adapter_dir, known=None) -> {"files": {name: {"bytes", "sha256"}},
+                                          "fingerprint": "sha256:..."}
   package(adapters, output) -> dict     adapters: [(name, path, expected fingerprint)]; copies
                                         FILES of each into output/<name>/, checks each against
                                         the fingerprint the plan recorded, writes
@@ -52,8 +53,16 @@ def _hash_file(src: Path, dst: Path | None = None) -> dict:
     return {"bytes": size, "sha256": "sha256:" + digest.hexdigest()}
 
 
-def fingerprint(adapter_dir: Path | str) -> dict:
-    files = {name: _hash_file(Path(adapter_dir) / name) for name in FILES}
+def fingerprint(adapter_dir: Path | str, known: dict[str, str] | None = None) -> dict:
+    """The adapter's files with bytes and sha256, and their combined fingerprint. known: file
+    name -> a sha256 already computed (the merge's adapter loader hashes the weights)."""
+    files = {}
+    for name in FILES:
+        path = Path(adapter_dir) / name
+        if known and name in known:
+            files[name] = {"bytes": path.stat().st_size, "sha256": known[name]}
+        else:
+            files[name] = _hash_file(path)
     return {"files": files, "fingerprint": _combined(files)}
 
 
