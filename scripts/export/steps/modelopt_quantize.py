@@ -48,13 +48,13 @@ import contextlib
 import json
 import os
 import shutil
-import struct
 import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+import model_files
 import quality  # the quality measurement and gate (--quality-report)
 from errors import ExportError
 from text_samples import read_samples
@@ -258,15 +258,10 @@ def quantize(args: argparse.Namespace) -> dict:
 
 def safetensors_header(path: Path) -> dict:
     """The tensor table of a .safetensors file: name -> {"dtype", "shape"} (no data read)."""
-    with path.open("rb") as handle:
-        raw = handle.read(8)
-        if len(raw) != 8:
-            raise QuantizeError(f"{path}: not a safetensors file", code=1)
-        (size,) = struct.unpack("<Q", raw)
-        try:
-            table = json.loads(handle.read(size))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise QuantizeError(f"{path}: unreadable safetensors header", code=1) from exc
+    try:
+        table = model_files.read_header(path)
+    except model_files.HeaderError as exc:
+        raise QuantizeError(str(exc), code=1) from exc
     table.pop("__metadata__", None)
     return table
 
