@@ -77,8 +77,10 @@ QuantMode = Literal[
 ]
 # Modes that calibrate on sample data (TensorRT-LLM's quantize.py through ModelOpt).
 CALIBRATED_MODES = frozenset({"fp8", "int4_awq", "w4a8_awq", "int8_sq", "nvfp4"})
+# Modes modelopt_quantize.py (ModelOpt directly) quantizes to.
+MODELOPT_MODES = frozenset({"fp8", "nvfp4", "int4_awq", "w4a8_awq"})
 # Modes the PyTorch backend (trtllm-serve on a ModelOpt HF checkpoint) can serve.
-PYTORCH_MODES = frozenset({"none", "fp8", "int4_awq", "w4a8_awq", "nvfp4"})
+PYTORCH_MODES = MODELOPT_MODES | {"none"}
 
 
 class _Model(BaseModel):

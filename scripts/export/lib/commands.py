@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from build_config import Build
+from build_config import MODELOPT_MODES, Build
 from family import Family, load_data
 from versions import at_least, parse
 
@@ -27,7 +27,7 @@ MODELOPT_SCRIPT = STEPS_DIR / "modelopt_quantize.py"
 CALIB_SCRIPT = STEPS_DIR / "calib_data.py"
 
 QUANTIZE_PY_MODES = {"fp8", "int4_awq", "w4a8_awq", "nvfp4"}
-MODELOPT_QFORMATS = {"fp8", "nvfp4", "int4_awq", "w4a8_awq"}
+MODELOPT_QFORMATS = MODELOPT_MODES
 SMOOTHQUANT_ALPHA = "0.5"
 
 
@@ -155,10 +155,12 @@ def quantize_step(
     }
 
 
-def modelopt_step(
-    c: Conversion, *, calib_file: str | None, calib_size: int, calib_max_seq_len: int
-) -> dict:
-    argv = [
+def modelopt_argv(
+    c: Conversion, *, calib_file: str | None, calib_size: int, calib_max_seq_len: int, export: str
+) -> list[str]:
+    """modelopt_quantize.py's command: export "trtllm" (engine route without TensorRT-LLM) or
+    "hf" (the PyTorch backend's checkpoint)."""
+    return [
         c.python,
         str(MODELOPT_SCRIPT),
         "--model-dir",
@@ -176,7 +178,7 @@ def modelopt_step(
         "--calib-max-seq-len",
         str(calib_max_seq_len),
         "--export",
-        "trtllm",
+        export,
         "--tp-size",
         str(c.tp),
         "--pp-size",
@@ -184,6 +186,18 @@ def modelopt_step(
         "--dtype",
         c.dtype,
     ]
+
+
+def modelopt_step(
+    c: Conversion, *, calib_file: str | None, calib_size: int, calib_max_seq_len: int
+) -> dict:
+    argv = modelopt_argv(
+        c,
+        calib_file=calib_file,
+        calib_size=calib_size,
+        calib_max_seq_len=calib_max_seq_len,
+        export="trtllm",
+    )
     return {
         "name": "quantize",
         "argv": argv,

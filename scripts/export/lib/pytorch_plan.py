@@ -15,10 +15,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from build_config import BuildConfig
-
-QUANTIZE_SCRIPT = Path(__file__).resolve().parents[1] / "steps" / "modelopt_quantize.py"
-MODELOPT_MODES = ("fp8", "nvfp4", "int4_awq", "w4a8_awq")
+import commands
+from build_config import MODELOPT_MODES, BuildConfig
 
 
 def checkpoint_dir(cfg: BuildConfig, model_dir: Path | str, staging: Path | str) -> Path:
@@ -46,30 +44,21 @@ def plan_steps(
     if q.mode not in MODELOPT_MODES:
         return []
     output = Path(staging) / "checkpoint"
-    argv = [
-        python,
-        str(QUANTIZE_SCRIPT),
-        "--model-dir",
-        str(model_dir),
-        "--output-dir",
-        str(output),
-        "--qformat",
-        q.mode,
-        "--kv-cache-dtype",
-        "fp8" if q.kv_cache_dtype == "fp8" else "none",
-        "--calib-data",
-        calibration_path(cfg),
-        "--calib-size",
-        str(q.calibration.num_samples),
-        "--calib-max-seq-len",
-        str(q.calibration.max_seq_len),
-        "--export",
-        "hf",
-        "--tp-size",
-        str(cfg.parallel.tp_size),
-        "--pp-size",
-        str(cfg.parallel.pp_size),
-        "--dtype",
-        cfg.dtype,
-    ]
+    conv = commands.Conversion(
+        python=python,
+        model_dir=str(model_dir),
+        output=str(output),
+        dtype=cfg.dtype,
+        tp=cfg.parallel.tp_size,
+        pp=cfg.parallel.pp_size,
+        mode=q.mode,
+        kv_dtype=q.kv_cache_dtype,
+    )
+    argv = commands.modelopt_argv(
+        conv,
+        calib_file=calibration_path(cfg),
+        calib_size=q.calibration.num_samples,
+        calib_max_seq_len=q.calibration.max_seq_len,
+        export="hf",
+    )
     return [{"name": "quantize", "argv": argv, "log": "quantize.log", "output": str(output)}]
