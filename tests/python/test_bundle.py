@@ -130,6 +130,17 @@ def test_a_quantized_checkpoint_in_staging_is_used_in_place(model: Path, tmp_pat
     assert (ckpt / "tokenizer.json").is_file()
 
 
+def test_the_tokenizer_dirs_reach_a_quantized_checkpoint_too(model: Path, tmp_path: Path):
+    tok = Path(shutil.copytree(model, tmp_path / "model"))
+    (tok / "additional_chat_templates").mkdir()
+    (tok / "additional_chat_templates" / "tool_use.jinja").write_text("{{ 'tools' }}")
+    ckpt = tmp_path / "checkpoint"
+    shutil.copytree(model, ckpt, ignore=shutil.ignore_patterns("tokenizer*"))
+    part = bundle.publish_bundle(tmp_path, ckpt, CONFIG, "1.2.0", tokenizer_dir=tok)
+    assert "additional_chat_templates" in part["tokenizer_copied"]
+    assert (ckpt / "additional_chat_templates" / "tool_use.jinja").read_text() == "{{ 'tools' }}"
+
+
 def test_a_version_without_pytorch_serving_raises_before_anything_is_written(
     model: Path, tmp_path: Path
 ):

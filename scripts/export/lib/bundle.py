@@ -67,15 +67,6 @@ def link_tree(src: Path, dst: Path) -> dict:
     return {"link_mode": mode, "files": count, "bytes": size}
 
 
-def _copy_tokenizer(tokenizer_dir: Path, checkpoint: Path) -> list[str]:
-    copied = []
-    for src in model_files.tokenizer_files(tokenizer_dir):
-        if src.is_file() and not (checkpoint / src.name).exists():
-            shutil.copy2(src, checkpoint / src.name)
-            copied.append(src.name)
-    return copied
-
-
 def serve_argv() -> list[str]:
     """The launch command, paths relative to the bundle dir; every option is in the YAML."""
     return [
@@ -127,7 +118,9 @@ def publish_bundle(
         }
     else:
         linked = link_tree(checkpoint, target)
-    tokenizer_copied = _copy_tokenizer(Path(tokenizer_dir) if tokenizer_dir else checkpoint, target)
+    tokenizer_copied = model_files.copy_tokenizer(
+        Path(tokenizer_dir) if tokenizer_dir else checkpoint, target, keep_existing=True
+    )
 
     options_path = staging / "llm_api_options.yaml"
     options_path.write_text(llm_api_options.render_yaml(options, record))

@@ -12,6 +12,7 @@ Library:
 from __future__ import annotations
 
 import json
+import shutil
 import struct
 from pathlib import Path
 from typing import BinaryIO
@@ -51,6 +52,21 @@ def tokenizer_files(model_dir: Path) -> list[Path]:
         found.extend(sorted(model_dir.glob(pattern)))
     found.extend(model_dir / d for d in TOKENIZER_DIRS if (model_dir / d).is_dir())
     return found
+
+
+def copy_tokenizer(model_dir: Path, dest: Path, *, keep_existing: bool = False) -> list[str]:
+    """Copy tokenizer_files(model_dir) into dest (directories whole); keep_existing: leave a
+    name dest already has (a quantizer's export may have written its own). The names copied."""
+    copied = []
+    for src in tokenizer_files(model_dir):
+        if keep_existing and (dest / src.name).exists():
+            continue
+        if src.is_dir():
+            shutil.copytree(src, dest / src.name, dirs_exist_ok=True)
+        else:
+            shutil.copy2(src, dest / src.name)
+        copied.append(src.name)
+    return copied
 
 
 def has_tokenizer(files: list[Path]) -> bool:

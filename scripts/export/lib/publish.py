@@ -73,11 +73,7 @@ def copy_tokenizer(model_dir: Path, dest: Path) -> dict:
     if not model_files.has_tokenizer(files):
         raise ExportError(f"{model_dir} has no tokenizer (tokenizer.json, tokenizer.model, ...)")
     dest.mkdir(parents=True, exist_ok=True)
-    for src in files:
-        if src.is_dir():
-            shutil.copytree(src, dest / src.name, dirs_exist_ok=True)
-        else:
-            shutil.copy2(src, dest / src.name)
+    model_files.copy_tokenizer(model_dir, dest)
     return {"dir": TOKENIZER_DIR, **tokenizer_check.check(dest)}
 
 
