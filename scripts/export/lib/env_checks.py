@@ -425,10 +425,7 @@ def _check_target_vs_detected(cfg: BuildConfig, device: dict) -> Check:
 
 
 def short_gpu_name(name: str) -> str:
-    for known in sorted(versions.tables()["gpus"], key=len, reverse=True):
-        if known.replace(" ", "").lower() in name.replace(" ", "").lower():
-            return known
-    return name.replace("NVIDIA ", "")
+    return versions.gpu_key(name) or name.replace("NVIDIA ", "")
 
 
 def _check_driver(cfg: BuildConfig, facts: dict) -> list[Check]:

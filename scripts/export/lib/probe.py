@@ -25,6 +25,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+import versions
+
 SCHEMA_VERSION = 1
 DEFAULT_OUTPUT_DIR = "outputs/gpu/tensorrt_llm"
 QUERY_FIELDS = [
@@ -48,7 +50,6 @@ PACKAGES = {
 PROGRAMS = ["trtllm-build", "trtllm-serve", "mpirun", "nvidia-smi"]
 TIMEOUT_S = 20
 IMPORT_TIMEOUT_S = 300
-_DATA = Path(__file__).resolve().parent / "data" / "versions.json"
 
 
 def _run(argv: list[str], timeout: int = TIMEOUT_S) -> tuple[int | None, str]:
@@ -86,12 +87,8 @@ def _int(value: str) -> int | None:
 
 def _cc_from_name(name: str) -> str | None:
     """Compute capability from the GPU name (drivers before 510 lack the compute_cap field)."""
-    gpus = json.loads(_DATA.read_text(encoding="utf-8"))["gpus"]
-    flat = name.replace(" ", "").lower()
-    for known in sorted(gpus, key=len, reverse=True):
-        if known.replace(" ", "").lower() in flat:
-            return gpus[known]["compute_capability"]
-    return None
+    known = versions.gpu_key(name)
+    return versions.tables()["gpus"][known]["compute_capability"] if known else None
 
 
 def _first_line(text: str) -> str:

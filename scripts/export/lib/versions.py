@@ -22,7 +22,17 @@ DATA = Path(__file__).resolve().parent / "data" / "versions.json"
 
 @lru_cache(maxsize=1)
 def tables() -> dict:
+    """data/versions.json, read once per process (callers only read it)."""
     return json.loads(DATA.read_text(encoding="utf-8"))
+
+
+def gpu_key(name: str) -> str | None:
+    """The versions.json "gpus" entry a GPU name is (longest match, spaces and case ignored)."""
+    flat = name.replace(" ", "").lower()
+    for known in sorted(tables()["gpus"], key=len, reverse=True):
+        if known.replace(" ", "").lower() in flat:
+            return known
+    return None
 
 
 def parse(text: object) -> Version | None:
