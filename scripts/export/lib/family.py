@@ -190,25 +190,30 @@ def detect(model_config: dict, trtllm_version: str) -> Family:
 
 def inspect_dir(path: str | Path) -> str:
     """What a directory holds, from its file names and config.json keys alone."""
+    return _inspect(path)[0]
+
+
+def _inspect(path: str | Path) -> tuple[str, dict | None]:
+    """(inspect_dir's kind, the parsed config.json when there is one)."""
     path = Path(path)
     if not path.is_dir():
-        return "missing"
+        return "missing", None
     if any(path.glob("rank*.engine")):
-        return "trtllm_engine"
+        return "trtllm_engine", None
     config_file = path / "config.json"
     if not config_file.is_file():
-        return "unknown"
+        return "unknown", None
     try:
         config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return "unknown"
+        return "unknown", None
     if not isinstance(config, dict):
-        return "unknown"
+        return "unknown", None
     if "architecture" in config and "mapping" in config:
-        return "trtllm_checkpoint"
+        return "trtllm_checkpoint", config
     if "architectures" in config or "model_type" in config:
-        return "hf"
-    return "unknown"
+        return "hf", config
+    return "unknown", config
 
 
 _KIND_WORDS = {
@@ -221,12 +226,12 @@ _KIND_WORDS = {
 
 
 def _require(path: str | Path, kind: str, expected: str) -> dict:
-    found = inspect_dir(path)
-    if found != kind:
+    found, config = _inspect(path)
+    if found != kind or config is None:
         raise ExportError(
             f"{path}: {_KIND_WORDS[found]}, where {expected} is expected", id="wrong_input_dir"
         )
-    return json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    return config
 
 
 def require_hf_dir(path: str | Path) -> dict:
