@@ -94,14 +94,14 @@ def run(args: argparse.Namespace) -> tuple[dict, int]:
     checks = [check("manifest", "pass", f"build.json {build_id}, backend {doc.get('backend')}")]
     checks += [c for c in [quality_report.verify_check(doc)] if c]  # what the build measured
     checks += verify_checks.machine_checks(artifact, doc, facts, full=args.full)
-    lora_refs = None
+    lora_refs = base_tokens = None
     if doc.get("lora"):  # torch, transformers and peft are imported only then
         import lora_verify
 
-        found, lora_refs = lora_verify.peft_pass(artifact, doc, args)
+        found, lora_refs, base_tokens = lora_verify.peft_pass(artifact, doc, args)
         checks += found
     golden_checks, golden_report = golden.golden_check(
-        artifact, doc, facts, args, checks, lora_refs
+        artifact, doc, facts, args, checks, lora_refs, base_tokens
     )
     checks += golden_checks
     text, code = verdict(checks, args.allow_skip)

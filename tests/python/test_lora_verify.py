@@ -53,7 +53,10 @@ def args(**over) -> argparse.Namespace:
 
 def test_an_adapter_that_changes_the_output_passes_and_one_that_does_not_fails(made):
     base, art = made
-    checks, refs = lora_verify.peft_pass(art, doc_for(base, "good", "zero", "gpt2"), args())
+    checks, refs, base_tokens = lora_verify.peft_pass(
+        art, doc_for(base, "good", "zero", "gpt2"), args()
+    )
+    assert base_tokens is None  # a CPU run in float32 is not golden's reference (GPU, its dtype)
     by = {c["message"].split(":")[0]: c for c in checks}
     assert [c["id"] for c in checks] == ["lora_effect"] * 3
     assert by["good"]["status"] == "pass" and "changes its output" in by["good"]["message"]
@@ -69,7 +72,9 @@ def test_an_adapter_that_changes_the_output_passes_and_one_that_does_not_fails(m
 
 def test_without_the_base_every_adapter_is_skipped_with_the_reason(made, tmp_path):
     _base, art = made
-    checks, refs = lora_verify.peft_pass(art, doc_for(tmp_path / "gone", "good"), args())
+    checks, refs, _base_tokens = lora_verify.peft_pass(
+        art, doc_for(tmp_path / "gone", "good"), args()
+    )
     assert refs == {}
     (only,) = checks
     assert only["status"] == "skip" and "the base model is not here" in only["message"]
@@ -112,6 +117,10 @@ def test_golden_compares_each_adapter_with_its_peft_reference(tmp_path, monkeypa
     ]
     assert checks[2]["message"].startswith("b: 0/4 prompts agree")
     assert report["lora"]["a"]["passed"] == 4
+    # the base's tokens from the PEFT pass are the HF reference: the model is not loaded again
+    monkeypatch.setattr(golden, "reference_tokens", lambda *_a: pytest.fail("loaded twice"))
+    again, _ = golden.golden_check(tmp_path, doc, fact, args(), [], refs, [[1, 2, 3, 4]] * 4)
+    assert [c["status"] for c in again] == ["pass", "pass", "fail"]
     skipped, _ = golden.golden_check(tmp_path, doc, {"packages": {}}, args(), [], refs)
     assert [(c["id"], c["status"]) for c in skipped] == [("golden", "skip")] + [
         ("lora_golden", "skip")

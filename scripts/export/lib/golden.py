@@ -186,10 +186,12 @@ def golden_check(
     args: argparse.Namespace,
     earlier: list[dict],
     lora_refs: dict | None = None,
+    base_tokens: list | None = None,
 ) -> tuple[list[dict], dict | None]:
     """The golden check, and one lora_golden per entry of lora_refs ({name: {"lora_int_id",
     "path", "tokens"}}: PeftModel's greedy tokens, lora_verify.py) against the artifact run
-    with that adapter's lora_request. Returns (checks, report)."""
+    with that adapter's lora_request. base_tokens: the HF reference already generated from the
+    model dir (lora_verify's pass), else it is generated here. Returns (checks, report)."""
     names = list(lora_refs or {})
     why = _skip_reason(doc, facts, args, earlier)
     if why:
@@ -204,7 +206,7 @@ def golden_check(
     )
     model_dir = Path(doc["inputs"]["model_dir"])
     try:
-        ref = reference_tokens(model_dir, prompts, args.max_new_tokens)
+        ref = base_tokens or reference_tokens(model_dir, prompts, args.max_new_tokens)
         print(f"{PROG}: golden: running the artifact", file=sys.stderr)
         got = artifact_tokens(artifact, doc, prompts, args.max_new_tokens, lora_refs)
     except Exception as exc:

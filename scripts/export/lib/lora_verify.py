@@ -1,7 +1,7 @@
 """The runtime-LoRA adapters of an artifact against PEFT, for verify.py. Imported only when
 build.json has "lora"; torch, transformers and peft are imported inside peft_pass.
 
-Library: peft_pass(artifact, doc, args) -> (checks, references)
+Library: peft_pass(artifact, doc, args) -> (checks, references, base_tokens)
   lora_effect  one per adapter, on any machine: the packaged adapter (lora/<name>/) loads onto
                the base with PEFT and changes its output (last-position logits on the golden
                prompts); an adapter that changes nothing (lora_B all zero: saved before training)
@@ -9,6 +9,8 @@ Library: peft_pass(artifact, doc, args) -> (checks, references)
   references   {name: {"lora_int_id", "path", "tokens"}}: PeftModel's greedy tokens per prompt,
                what golden.py compares the artifact's output with that adapter's lora_request to
                (lora_golden, with TensorRT-LLM on a GPU).
+  base_tokens  the base model's own greedy tokens when it ran on a GPU from the build's model dir
+               (golden.py's HF reference, so that it is not loaded and generated twice); else None.
 The base is the build's model dir (build.json inputs.model_dir), or the bundle's own checkpoint
 when that is unquantized.
 """
@@ -81,7 +83,7 @@ def _load(base: Path):
     return model, AutoTokenizer.from_pretrained(base), device
 
 
-def _run(base: Path, artifact: Path, adapters: list[dict], args) -> tuple[list[Check], dict]:
+def _run(base: Path, artifact: Path, adapters: list[dict], args) -> tuple[list[Check], dict, list]:
     import torch
     from peft import PeftModel
 
@@ -111,10 +113,13 @@ def _run(base: Path, artifact: Path, adapters: list[dict], args) -> tuple[list[C
     del model, peft_model
     if device == "cuda":
         torch.cuda.empty_cache()  # the artifact sizes its KV cache from free memory
-    return checks, refs
+    base_tokens = [r[1] for r in reference] if device == "cuda" else None
+    return checks, refs, base_tokens
 
 
-def peft_pass(artifact: Path, doc: dict, args: argparse.Namespace) -> tuple[list[Check], dict]:
+def peft_pass(
+    artifact: Path, doc: dict, args: argparse.Namespace
+) -> tuple[list[Check], dict, list | None]:
     adapters = doc["lora"]["adapters"]
     try:
         import peft  # noqa: F401
@@ -122,11 +127,13 @@ def peft_pass(artifact: Path, doc: dict, args: argparse.Namespace) -> tuple[list
         import transformers  # noqa: F401
     except ImportError as exc:
         why = f"{exc.name or 'torch/transformers/peft'} is not installed here"
-        return [check("lora_effect", "skip", f"{a['name']}: {why}") for a in adapters], {}
+        return [check("lora_effect", "skip", f"{a['name']}: {why}") for a in adapters], {}, None
     base = base_dir(artifact, doc)
     if base is None:
         where = (doc.get("inputs") or {}).get("model_dir")
         why = f"the base model is not here ({where}): nothing to load the adapter onto"
-        return [check("lora_effect", "skip", f"{a['name']}: {why}") for a in adapters], {}
+        return [check("lora_effect", "skip", f"{a['name']}: {why}") for a in adapters], {}, None
     print(f"verify: lora: {len(adapters)} adapter(s) onto {base} with PEFT", file=sys.stderr)
-    return _run(base, artifact, adapters, args)
+    checks, refs, base_tokens = _run(base, artifact, adapters, args)
+    own = base == Path((doc.get("inputs") or {}).get("model_dir") or "")
+    return checks, refs, base_tokens if own else None
