@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import socket
 import sys
 from datetime import datetime, timezone
@@ -66,11 +65,7 @@ def load_manifest(artifact: Path) -> dict:
 
 def write_report(artifact: Path, doc: dict, result: dict) -> None:
     doc["verification"] = result
-    path = artifact / "build.json"
-    tmp = path.with_name(f".build.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    os.chmod(tmp, 0o644)
-    tmp.replace(path)
+    manifest.write_json_atomic(artifact / "build.json", doc)
 
 
 def verdict(checks: list[dict], allow_skip: bool) -> tuple[str, int]:
@@ -86,7 +81,7 @@ def verdict(checks: list[dict], allow_skip: bool) -> tuple[str, int]:
     return "verified", 0
 
 
-def run(args: argparse.Namespace) -> tuple[dict, int]:
+def run(args: argparse.Namespace) -> tuple[dict, int, dict | None]:
     artifact: Path = args.artifact
     doc = load_manifest(artifact)
     facts = manifest.load_json(args.facts_json, "facts") if args.facts_json else read_facts()
@@ -123,12 +118,11 @@ def run(args: argparse.Namespace) -> tuple[dict, int]:
         },
     }
     write_report(artifact, doc, result)
-    return result, code
+    return result, code, doc.get("quality")
 
 
-def _print_quality(artifact: Path) -> None:
+def _print_quality(quality: dict | None) -> None:
     """The quality table the build measured (build.json "quality"), after the check lines."""
-    quality = load_manifest(artifact).get("quality")
     if quality:
         sys.stdout.write("\n" + quality_report.table(quality))
 
@@ -150,14 +144,14 @@ def main(argv: list[str] | None = None) -> int:
             raise ExportError("--max-new-tokens and --min-match must be at least 1")
         if args.prompts is not None:
             golden.read_prompts(args.prompts)
-        result, code = run(args)
+        result, code, quality = run(args)
     except ExportError as err:
         return report(PROG, err)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print("\n".join(render_checks(result["checks"], indent="")))
-        _print_quality(args.artifact)
+        _print_quality(quality)
         print(
             f"{PROG}: {result['verdict']}; report in {args.artifact / 'build.json'}",
             file=sys.stderr,

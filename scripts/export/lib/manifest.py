@@ -206,6 +206,8 @@ def output_status(output: Path, build_id: str) -> tuple[str, dict]:
 
 
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
+    """doc as JSON at path, readable by others (0644), replaced in one rename."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+    tmp.write_text(json.dumps(doc, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)

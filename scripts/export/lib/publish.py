@@ -18,7 +18,6 @@ naming the path and the fix; the staging dir is kept).
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 from datetime import datetime, timezone
@@ -227,7 +226,6 @@ def publish(args: argparse.Namespace) -> Path:
         record["bundle"] = part
     record["lora"] = lora_part(plan, staging)
     manifest.write_json_atomic(staging / "build.json", record)
-    os.chmod(staging / "build.json", 0o644)
     swap.put_in_place(staging, output)
     return output
 
