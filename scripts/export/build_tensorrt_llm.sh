@@ -178,12 +178,12 @@ build_stage() {
   CUR_STAGE=""
 }
 
-# build_py OUT SCRIPT [ARGS]: run a Python helper of lib/ with its stdout into OUT; on failure
-# exit with its code (its own stderr line already says why; 2 means bad input).
+# build_py SCRIPT [ARGS]: run a Python helper of lib/; on failure exit with its code (its own
+# stderr line already says why; 2 means bad input).
 build_py() {
-  local out="$1" script="$2" rc=0
-  shift 2
-  "${PYTHON}" "${LIB_DIR}/${script}" "$@" >"${out}" || rc=$?
+  local script="$1" rc=0
+  shift
+  "${PYTHON}" "${LIB_DIR}/${script}" "$@" || rc=$?
   ((rc == 0)) || exit "${rc}"
 }
 
@@ -251,7 +251,6 @@ build_args() {
 # build_prepare: config, probe and plan in one process (lib/prepare.py), which prints their
 # stage lines itself and leaves in WORK_DIR the step argv files, the build_id and the status.
 build_prepare() {
-  local rc=0
   # --opt=VALUE: a value that starts with '-' stays a value for argparse
   local -a args=("--config=${CONFIG_FILE}" "--model-dir=${MODEL_DIR}" "--output=${OUTPUT_DIR}"
     "--staging=${STAGING_PLANNED}" "--cache-dir=${OUTPUT_PARENT}/.cache" "--work-dir=${WORK_DIR}")
@@ -259,9 +258,8 @@ build_prepare() {
   ((DRY_RUN == 0)) || args+=(--dry-run)
   ((JSON == 0)) || args+=(--json)
   ((ACCEPT_QUALITY_LOSS == 0)) || args+=(--accept-quality-loss)
-  "${PYTHON}" "${LIB_DIR}/prepare.py" "${args[@]}" || rc=$?
-  ((DRY_RUN == 0)) || exit "${rc}"
-  ((rc == 0)) || exit "${rc}"
+  build_py prepare.py "${args[@]}"
+  ((DRY_RUN == 0)) || exit 0
   STEP_NAMES=()
   mapfile -t STEP_NAMES <"${WORK_DIR}/steps"
   IFS= read -r BUILD_ID <"${WORK_DIR}/build_id"
@@ -393,7 +391,7 @@ build_step_failed() { # <step> <log> <exit code>
 build_publish() {
   local -a args=(--work-dir "${WORK_DIR}" --staging "${STAGING}")
   ((KEEP_STAGING == 0)) || args+=(--keep-checkpoint)
-  build_py /dev/null publish.py "${args[@]}"
+  build_py publish.py "${args[@]}" >/dev/null
   STAGING=""
 }
 
