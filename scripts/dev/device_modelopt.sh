@@ -24,30 +24,10 @@ readonly REPO_ROOT
 readonly PROG="device_modelopt"
 readonly QUANTIZE="${REPO_ROOT}/scripts/export/steps/modelopt_quantize.py"
 
-log() {
-  printf '%s: %s\n' "${PROG}" "$*" >&2
-}
-
-die() {
-  printf '%s: error: %s\n' "${PROG}" "$*" >&2
-  exit 1
-}
-
-# dm_install_wheels: the carried wheels into SITE_DIR, first on PYTHONPATH (no network, no deps).
-dm_install_wheels() {
-  local -a wheels
-  shopt -s nullglob
-  wheels=("${REPO_ROOT}"/.whl/*.whl)
-  shopt -u nullglob
-  ((${#wheels[@]} > 0)) || die "no wheels in ${REPO_ROOT}/.whl (carry .whl with the run)"
-  log "install ${#wheels[@]} wheels into ${SITE_DIR}"
-  "${PYTHON}" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target "${SITE_DIR}" "${wheels[@]}" >"${OUT}/pip.log" 2>&1 || {
-    tail -n 20 "${OUT}/pip.log" >&2
-    die "pip install of the wheels failed (log: ${OUT}/pip.log)"
-  }
-  export PYTHONPATH="${SITE_DIR}:${REPO_ROOT}/scripts/dev${PYTHONPATH:+:${PYTHONPATH}}"
-}
+# shellcheck source=../export/lib/log.sh
+source "${REPO_ROOT}/scripts/export/lib/log.sh" # log, die
+# shellcheck source=carried_wheels.sh
+source "${SCRIPT_DIR}/carried_wheels.sh"
 
 # dm_make_model DIR CALIB: a random Llama (hidden 768, 12 layers, GQA 12/4, vocab 32000, bf16)
 # with a word-level tokenizer, and a calibration .jsonl of random words from its vocabulary.
@@ -178,7 +158,8 @@ main() {
   mkdir -p "${OUT}"
   WORK="$(mktemp -d)"
   trap dm_cleanup EXIT
-  dm_install_wheels
+  install_carried_wheels 1
+  export PYTHONPATH="${REPO_ROOT}/scripts/dev:${PYTHONPATH}"
   "${PYTHON}" -c 'import modelopt, torch, modelopt.torch.quantization, modelopt.torch.export
 assert torch.cuda.is_available(), "no CUDA device visible to torch"
 print("modelopt", modelopt.__version__, "torch", torch.__version__, torch.cuda.get_device_name(0))' >&2 \

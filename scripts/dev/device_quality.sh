@@ -48,21 +48,8 @@ readonly LIB="${REPO_ROOT}/scripts/export/lib"
 
 # shellcheck source=../export/lib/log.sh
 source "${LIB}/log.sh" # log, die, help_from_header
-
-# dq_install_wheels: the carried wheels (if any) into SITE_DIR, first on PYTHONPATH.
-dq_install_wheels() {
-  local -a wheels
-  shopt -s nullglob
-  wheels=("${REPO_ROOT}"/.whl/*.whl)
-  shopt -u nullglob
-  if ((${#wheels[@]} > 0)); then
-    log "install ${#wheels[@]} wheels into ${SITE_DIR}"
-    "${PYTHON}" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-      --target "${SITE_DIR}" "${wheels[@]}" >"${OUT}/pip.log" 2>&1 ||
-      die --code 1 "pip install of the wheels failed (log: ${OUT}/pip.log)"
-  fi
-  export PYTHONPATH="${SITE_DIR}${PYTHONPATH:+:${PYTHONPATH}}"
-}
+# shellcheck source=carried_wheels.sh
+source "${SCRIPT_DIR}/carried_wheels.sh"
 
 # dq_rehearsal: the stand-ins of the tests (ModelOpt, nvidia-smi, the package metadata the plan
 # checks for) first on PYTHONPATH and PATH, and the quantize step on the CPU.
@@ -295,7 +282,7 @@ main() {
   mkdir -p -- "${OUT}"
   WORK="$(mktemp -d)"
   trap dq_cleanup EXIT
-  dq_install_wheels
+  install_carried_wheels 0
   ((rehearse == 0)) || dq_rehearsal
   dq_needs "${gguf}"
   if [[ -z "${MODEL}" ]]; then
