@@ -28,14 +28,17 @@ def quiet() -> None:
         warnings.filterwarnings("ignore", category=category)
 
 
+def chat_prompt(tokenizer, text: str) -> str:
+    """text as a user turn in the model's chat template, ready for the reply (training and
+    the demo's questions use this one form)."""
+    return tokenizer.apply_chat_template(
+        [{"role": "user", "content": text}], add_generation_prompt=True, tokenize=False
+    )
+
+
 def chat_inputs(tokenizer, prompts: list[str]):
     """A left-padded batch of prompts, each in the model's chat template as a user turn."""
-    texts = [
-        tokenizer.apply_chat_template(
-            [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False
-        )
-        for p in prompts
-    ]
+    texts = [chat_prompt(tokenizer, p) for p in prompts]
     tokenizer.padding_side = "left"
     return tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 

@@ -64,9 +64,7 @@ def encode(tokenizer, rows: list[dict]) -> list[tuple[list[int], list[int]]]:
     """(input ids, labels) per example: the prompt's labels are -100, the reply's are its ids."""
     pairs = []
     for row in rows:
-        prompt = tokenizer.apply_chat_template(
-            [{"role": "user", "content": row["prompt"]}], add_generation_prompt=True, tokenize=False
-        )
+        prompt = demo_lib.chat_prompt(tokenizer, row["prompt"])
         p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         r_ids = tokenizer(row["reply"] + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
         pairs.append((p_ids + r_ids, [-100] * len(p_ids) + r_ids))
