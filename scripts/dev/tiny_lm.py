@@ -28,30 +28,20 @@ SPECIAL = len(tiny_models.SPECIAL_TOKENS)
 
 
 def make_model(out_dir: Path | str, seed: int = 0) -> Path:
-    import torch
-    from transformers import AutoModelForCausalLM, GenerationConfig, LlamaConfig
+    """tiny_models' llama with weights that make a peaked, learnable next-token distribution."""
+    return tiny_models.make_model("llama", out_dir, seed=seed, init=_init)
 
-    _, kwargs = tiny_models.FAMILIES["llama"]
-    config = LlamaConfig(
-        **kwargs, vocab_size=tiny_models.VOCAB_SIZE, bos_token_id=1, eos_token_id=2
-    )
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("norm.weight"):
-                p.fill_(1.0)
-            elif "embed_tokens" in name:
-                p.normal_(0.0, 1.0)
-            elif "lm_head" in name:
-                p.normal_(0.0, HEAD_SCALE / p.shape[1] ** 0.5)
-            else:
-                p.normal_(0.0, 1.0 / p.shape[1] ** 0.5)
-    out = Path(out_dir)
-    model.save_pretrained(out)
-    GenerationConfig(bos_token_id=1, eos_token_id=2, pad_token_id=3).save_pretrained(out)
-    tiny_models.make_tokenizer(out)
-    return out
+
+def _init(model) -> None:
+    for name, p in model.named_parameters():
+        if name.endswith("norm.weight"):
+            p.fill_(1.0)
+        elif "embed_tokens" in name:
+            p.normal_(0.0, 1.0)
+        elif "lm_head" in name:
+            p.normal_(0.0, HEAD_SCALE / p.shape[1] ** 0.5)
+        else:
+            p.normal_(0.0, 1.0 / p.shape[1] ** 0.5)
 
 
 def sample_texts(model_dir: Path | str, samples: int, tokens: int, seed: int = 0) -> list[str]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 VOCAB_SIZE = 320
@@ -81,8 +82,10 @@ def make_model(
     seed: int = 0,
     vocab_size: int = VOCAB_SIZE,
     tokenizer: bool = True,
+    init: Callable | None = None,
 ) -> Path:
-    """Write a tiny random model of `family` (config, safetensors, generation config, tokenizer)."""
+    """Write a tiny random model of `family` (config, safetensors, generation config, tokenizer).
+    init(model): sets the weights instead of the default small perturbation (under no_grad)."""
     import torch
     import transformers
     from transformers import AutoModelForCausalLM, GenerationConfig
@@ -98,8 +101,11 @@ def make_model(
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))
     with torch.no_grad():  # default init leaves biases/norms at 0/1; make every tensor matter
-        for p in model.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
+        if init is not None:
+            init(model)
+        else:
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.02)
     model.save_pretrained(out)
     GenerationConfig(
         bos_token_id=1, eos_token_id=2, pad_token_id=3, max_new_tokens=16
