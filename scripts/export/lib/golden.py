@@ -15,6 +15,7 @@ import json
 import sys
 from pathlib import Path
 
+import manifest
 from errors import ExportError, check
 
 PROG = "verify"
@@ -164,9 +165,7 @@ def _skip_reason(doc: dict, facts: dict, args: argparse.Namespace, earlier: list
 
 def _verdict(report: dict, doc: dict, min_match: int, label: str = "") -> dict:
     ok = report["passed"] == report["prompts"]
-    quantized = ((doc.get("inputs") or {}).get("config") or {}).get("quantization", {}).get(
-        "mode", "none"
-    ) != "none"
+    quantized = (manifest.quant_mode(doc) or "none") != "none"
     cid = "lora_golden" if label else "golden"
     msg = (
         f"{label}{report['passed']}/{report['prompts']} prompts agree on the first "

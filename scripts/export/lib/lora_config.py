@@ -25,10 +25,10 @@ import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from quality_config import URL
 
 NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")  # lora/<name>/ and the request's lora_name
 MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
-URL = re.compile(r"^[a-z][a-z0-9+.-]*://")
 
 
 class _Model(BaseModel):

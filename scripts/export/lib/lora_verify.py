@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 import golden
+import manifest
 from errors import Check, check
 
 NO_EFFECT_RTOL = 1e-6  # max |delta logit| <= this * max(1, max |base logit|): no effect
@@ -32,7 +33,7 @@ def base_dir(artifact: Path, doc: dict) -> Path | None:
     model_dir = Path((doc.get("inputs") or {}).get("model_dir") or "")
     if (model_dir / "config.json").is_file():
         return model_dir
-    mode = (((doc.get("inputs") or {}).get("config") or {}).get("quantization") or {}).get("mode")
+    mode = manifest.quant_mode(doc)
     bundled = artifact / "checkpoint"
     if doc.get("backend") == "pytorch" and mode == "none" and (bundled / "config.json").is_file():
         return bundled

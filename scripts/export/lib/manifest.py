@@ -205,6 +205,11 @@ def output_status(output: Path, build_id: str) -> tuple[str, dict]:
     return "same", {}
 
 
+def quant_mode(doc: dict[str, Any]) -> str | None:
+    """build.json's quantization.mode (of inputs.config), None when it records none."""
+    return (((doc.get("inputs") or {}).get("config") or {}).get("quantization") or {}).get("mode")
+
+
 def write_json_atomic(path: Path, doc: dict[str, Any]) -> None:
     """doc as JSON at path, readable by others (0644), replaced in one rename."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 
+import text_samples
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MIN_EVAL_SAMPLES = 16
@@ -28,7 +29,8 @@ GATE_DEFAULTS: dict[str, tuple[float, float]] = {
     "w4a8_awq": (20.0, 70.0),
     "nvfp4": (20.0, 70.0),
 }
-EVAL_SUFFIXES = (".jsonl", ".json", ".txt")
+EVAL_SUFFIXES = text_samples.SUFFIXES  # what the one reader of sample text reads
+URL = re.compile(r"^[a-z][a-z0-9+.-]*://")  # a scheme: settings that take local paths refuse it
 
 
 class _Model(BaseModel):
@@ -68,7 +70,7 @@ def local_file(value: str | None, suffixes: tuple[str, ...]) -> str | None:
     """A dataset setting: null, or a local path ending in one of `suffixes` (never a URL)."""
     if value is None:
         return value
-    if re.match(r"^[a-z][a-z0-9+.-]*://", value):
+    if URL.match(value):
         raise ValueError(f"must be a local file, not a URL: {value!r}")
     if not value.endswith(suffixes):
         words = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}"

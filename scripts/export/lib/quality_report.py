@@ -16,6 +16,7 @@ import json
 import math
 from pathlib import Path
 
+import manifest
 from errors import Check, check, failed
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -179,7 +180,7 @@ def table(report: dict) -> str:
 def verify_check(doc: dict) -> Check | None:
     """verify.py's "quality" line from build.json: what the build measured (never re-measured,
     never a failure: the build decided). None for an unquantized build."""
-    mode = (((doc.get("inputs") or {}).get("config") or {}).get("quantization") or {}).get("mode")
+    mode = manifest.quant_mode(doc)
     report = doc.get("quality")
     if not report:
         if mode in (None, "none"):

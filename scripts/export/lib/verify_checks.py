@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import artifact_files
+import manifest
 import versions
 from errors import Check, ExportError, check
 
@@ -152,9 +153,7 @@ def check_gpu_arch(doc: dict, facts: dict) -> Check:
     ccs = sorted({str(d.get("compute_capability")) for d in devices})
     here = f"{devices[0]['name']} (SM {devices[0]['compute_capability']})"
     if doc.get("backend") == "pytorch":
-        mode = (((doc.get("inputs") or {}).get("config") or {}).get("quantization") or {}).get(
-            "mode", "none"
-        )
+        mode = manifest.quant_mode(doc) or "none"
         need = versions.min_cc(mode)
         if need and not all(versions.cc_at_least(cc, need) for cc in ccs):
             return check(
