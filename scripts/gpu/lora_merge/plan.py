@@ -59,6 +59,12 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
     untied: bool = False
     counts: dict = field(default_factory=dict)
+    embed: str | None = None  # the input embedding's name
+
+    @property
+    def embed_rows(self) -> int | None:
+        """Rows of the input embedding as written (a resized vocabulary included)."""
+        return next((t.shape[0] for t in self.tensors if t.name == self.embed), None)
 
 
 def _tie_flag(base: BaseModel) -> bool:
@@ -292,4 +298,4 @@ def build(base: BaseModel, adapters: list[Adapter], dtype: str | None) -> Plan:
         "replaced": sum(1 for t in tensors if t.source is not None),
         "copied": sum(1 for t in tensors if not t.ops and t.source is None),
     }
-    return Plan(tensors, changes, warnings, b.tied and b.diverged, counts)
+    return Plan(tensors, changes, warnings, b.tied and b.diverged, counts, b.embed)

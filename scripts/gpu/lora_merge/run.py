@@ -71,7 +71,7 @@ def merge(opts: Options) -> dict:
         total = sum(t.nbytes for t in plan.tensors)
     tok_src = files.tokenizer_source(opts.adapters, base_dir)
     if plan is not None:
-        _check_tokenizer(base, plan, tok_src)
+        _check_tokenizer(plan, tok_src)
     free = _free_disk(opts.output.parent)
     if free < total + (64 << 20):
         raise failed(
@@ -112,9 +112,8 @@ def _plan(base, adapters: list, out_dtype: str | None):
     return plan
 
 
-def _check_tokenizer(base, plan, tok_src: Path) -> None:
-    emb = plan_mod._embed_name(base)
-    rows = next((t.shape[0] for t in plan.tensors if t.name == emb), None)
+def _check_tokenizer(plan, tok_src: Path) -> None:
+    rows = plan.embed_rows
     tok_n = files.tokenizer_size(tok_src)
     if rows is not None and tok_n is not None and tok_n > rows:
         raise bad_input(

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from lora_merge import ops as ops_mod
 from lora_merge import verify_logits as vl
-from lora_merge.plan import EMBED_SUFFIXES, Plan
+from lora_merge.plan import Plan
 from lora_merge.safetensors_io import DTYPES, read_header, read_tensor
 
 MANTISSA = {"BF16": 7, "F16": 10, "F32": 23, "F64": 52}
@@ -122,8 +122,7 @@ def check_tensors(plan: Plan, out_dir: Path, on_exact: Callable | None = None) -
 def run(plan: Plan | None, base, adapters: list[Path], out_dir: Path, log) -> dict:
     """Both checks; the merged model is loaded once, the reference model after it is freed."""
     out: dict = {}
-    tensors = plan.tensors if plan is not None else []
-    rows = next((t.shape[0] for t in tensors if t.name.endswith(EMBED_SUFFIXES)), None)
+    rows = plan.embed_rows if plan is not None else None
     skip = vl.skip_reason(plan, sum(i.numel for i in base.tensors.values()))
     if skip is not None:
         if plan is not None:
